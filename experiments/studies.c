@@ -1,0 +1,29 @@
+/* The study registry: every study the runner knows, by name. */
+#include <stdio.h>
+#include <string.h>
+
+#include "experiments/study.h"
+
+extern const ps_study ps_study_pipeline;
+
+static const ps_study *const studies[] = {&ps_study_pipeline, NULL};
+
+const ps_study *ps_study_find(const char *name)
+{
+    for (const ps_study *const *s = studies; *s; s++)
+        if (!strcmp((*s)->name, name))
+            return *s;
+    return NULL;
+}
+
+const char *ps_study_names(void)
+{
+    static char buf[512];
+    buf[0] = '\0';
+    for (const ps_study *const *s = studies; *s; s++) {
+        strncat(buf, (*s)->name, sizeof buf - strlen(buf) - 3);
+        if (s[1])
+            strncat(buf, ", ", sizeof buf - strlen(buf) - 1);
+    }
+    return buf;
+}
