@@ -200,6 +200,16 @@ int ps_h5_attr_set_int(hid_t loc, const char *obj_path, const char *name, long l
     return rc;
 }
 
+/* H5Aread fills one value per element: reading an array attribute into a
+ * single value would overrun the caller's buffer. */
+static int attr_is_single(hid_t a)
+{
+    hid_t s = H5Aget_space(a);
+    int ok = H5Sget_simple_extent_npoints(s) == 1;
+    H5Sclose(s);
+    return ok;
+}
+
 int ps_h5_attr_get_str(hid_t loc, const char *obj_path, const char *name, char **out, ps_err *e)
 {
     *out = NULL;
@@ -208,10 +218,12 @@ int ps_h5_attr_get_str(hid_t loc, const char *obj_path, const char *name, char *
     hid_t a = H5Aopen_by_name(loc, obj_path, name, H5P_DEFAULT, H5P_DEFAULT);
     hid_t ft = H5Aget_type(a);
     int rc = 0;
-    if (H5Tget_class(ft) != H5T_STRING) {
+    if (H5Tget_class(ft) != H5T_STRING || !attr_is_single(a)) {
         rc = ps_errf(e, PS_EINPUT, "attribute %s on %s is not a string", name, obj_path);
     } else if (H5Tis_variable_str(ft) > 0) {
         hid_t mt = vlen_str_type();
+        /* HDF5 has no ASCII <-> UTF-8 conversion: read in the file's cset. */
+        H5Tset_cset(mt, H5Tget_cset(ft));
         char *v = NULL;
         if (H5Aread(a, mt, &v) < 0 || !v)
             rc = ps_errf(e, PS_EINPUT, "attribute %s on %s: read failed", name, obj_path);
@@ -246,8 +258,8 @@ int ps_h5_attr_get_double(hid_t loc, const char *obj_path, const char *name, dou
     if (H5Aexists_by_name(loc, obj_path, name, H5P_DEFAULT) <= 0)
         return ps_errf(e, PS_EINPUT, "attribute %s missing on %s", name, obj_path);
     hid_t a = H5Aopen_by_name(loc, obj_path, name, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = H5Aread(a, H5T_NATIVE_DOUBLE, out) < 0
-                 ? ps_errf(e, PS_EINPUT, "attribute %s on %s: not numeric", name, obj_path)
+    int rc = !attr_is_single(a) || H5Aread(a, H5T_NATIVE_DOUBLE, out) < 0
+                 ? ps_errf(e, PS_EINPUT, "attribute %s on %s: not a number", name, obj_path)
                  : 0;
     H5Aclose(a);
     return rc;
@@ -424,7 +436,9 @@ int ps_h5_table_read(hid_t loc, const char *path, ps_table **out, ps_err *e)
         hid_t as = H5Aget_space(a);
         H5Sget_simple_extent_dims(as, &nunits, NULL);
         units = calloc(nunits ? nunits : 1, sizeof *units);
-        hid_t st = vlen_str_type();
+        hid_t st = vlen_str_type(), at = H5Aget_type(a);
+        H5Tset_cset(st, H5Tget_cset(at)); /* no ASCII <-> UTF-8 conversion in HDF5 */
+        H5Tclose(at);
         if (units && H5Aread(a, st, units) < 0)
             nunits = 0;
         H5Tclose(st);
@@ -449,8 +463,12 @@ int ps_h5_table_read(hid_t loc, const char *path, ps_table **out, ps_err *e)
     hsize_t n;
     H5Sget_simple_extent_dims(fs, &n, NULL);
     H5Sclose(fs);
-    for (hsize_t r = 0; r < n; r++)
-        ps_table_add_row(t);
+    for (hsize_t r = 0; r < n && !rc; r++)
+        if (ps_table_add_row(t) == (size_t)-1)
+            rc = ps_errf(e, PS_ERUN, "%s: out of memory for %llu rows", path,
+                         (unsigned long long)n);
+    if (rc)
+        goto done;
     /* Read column by column through single-member memory types: HDF5
      * converts integer and float widths for us. */
     for (size_t c = 0; c < t->ncols && n > 0; c++) {

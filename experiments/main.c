@@ -12,6 +12,8 @@
 #include "kernels/gpu.h"
 
 extern const ps_noun ps_noun_des;
+extern const ps_noun ps_noun_profile;
+extern const ps_noun ps_noun_costmodel;
 
 static int cmd_run(int argc, char **argv)
 {
@@ -93,9 +95,19 @@ static int cmd_plot(int argc, char **argv)
         } else {
             size_t i;
             json_t *f;
-            json_array_foreach(rep, i, f) printf("%s\n%s\n",
-                                                 json_string_value(json_object_get(f, "png")),
-                                                 json_string_value(json_object_get(f, "svg")));
+            json_array_foreach(rep, i, f) {
+                const char *png = json_string_value(json_object_get(f, "png"));
+                const char *svg = json_string_value(json_object_get(f, "svg"));
+                const char *skip = json_string_value(json_object_get(f, "skipped"));
+                const char *fig = json_string_value(json_object_get(f, "figure"));
+                if (skip)
+                    printf("%s: skipped (%s)\n", fig, skip);
+                else if (png && svg)
+                    printf("%s\n%s\n", png, svg);
+                else
+                    printf("%s: not drawn; data in %s\n", fig,
+                           json_string_value(json_object_get(f, "dat")));
+            }
         }
     }
     json_decref(rep);
@@ -134,7 +146,8 @@ static const ps_noun run_noun = {"run", "run an experiment config (sweep -> HDF5
 static const ps_noun plot_noun = {"plot", "(re)draw the figures of a result file", plot_verbs};
 static const ps_noun info_noun = {"info", "show what a result file holds", info_verbs};
 
-static const ps_noun *nouns[] = {&run_noun, &plot_noun, &info_noun, &ps_noun_des, NULL};
+static const ps_noun *nouns[] = {&run_noun, &plot_noun, &info_noun, &ps_noun_des, &ps_noun_profile,
+                                 &ps_noun_costmodel, NULL};
 
 static void version(void)
 {

@@ -559,28 +559,42 @@ static void print_text(const plan *pl, const char *out, const ps_table *pts,
             printf("  %-40s %.6g%s%s\n", label, ps_table_get_d(sum, r, 2), *u ? " " : "", u);
         }
     }
-    if (pts->nrows <= 40) {
-        printf("points:\n ");
-        for (size_t c = 0; c < pts->ncols; c++)
-            printf(" %12.12s", pts->cols[c].name);
-        printf("\n");
-        for (size_t r = 0; r < pts->nrows; r++) {
-            printf(" ");
-            for (size_t c = 0; c < pts->ncols; c++) {
-                char b[64];
-                if (pts->cols[c].type == PS_COL_DOUBLE)
-                    snprintf(b, sizeof b, "%.6g", pts->cols[c].v.d[r]);
-                else
-                    ps_table_format(pts, r, (int)c, b, sizeof b);
-                printf(" %12.12s", b);
-            }
-            printf("\n");
-        }
-    } else {
-        printf("points: %zu rows (plansim info %s shows the summary; h5dump or h5py the "
-               "rest)\n",
-               pts->nrows, out);
+    if (pts->nrows > 40) {
+        printf("points: %zu rows (plansim info %s; h5dump or h5py for all)\n", pts->nrows, out);
+        return;
     }
+    /* As many columns as fit a wide terminal: parameters first, then
+     * metrics in declaration order; the file has them all. */
+    int show[256], nshow = 0, width = 0, hidden = 0;
+    for (size_t c = 0; c < pts->ncols && c < 256; c++) {
+        const char *n = pts->cols[c].name;
+        if (!strcmp(n, "seed") || !strcmp(n, "run_time_s") ||
+            (!strcmp(n, "repeat") && pl->repeats == 1))
+            continue;
+        if (width + 13 > 160) {
+            hidden++;
+            continue;
+        }
+        show[nshow++] = (int)c;
+        width += 13;
+    }
+    printf("points:\n");
+    for (int i = 0; i < nshow; i++)
+        printf(" %12.12s", pts->cols[show[i]].name);
+    printf("\n");
+    for (size_t r = 0; r < pts->nrows; r++) {
+        for (int i = 0; i < nshow; i++) {
+            char b[64];
+            if (pts->cols[show[i]].type == PS_COL_DOUBLE)
+                snprintf(b, sizeof b, "%.6g", pts->cols[show[i]].v.d[r]);
+            else
+                ps_table_format(pts, r, show[i], b, sizeof b);
+            printf(" %12.12s", b);
+        }
+        printf("\n");
+    }
+    if (hidden)
+        printf("(%d more column(s) in %s: plansim info, h5dump or h5py)\n", hidden, out);
 }
 
 /* ---- run --------------------------------------------------------------- */

@@ -1,6 +1,5 @@
 /* End-to-end tests of the plansim binary: the commands the acceptance
  * checks run, their exit codes, messages and files. */
-#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
