@@ -62,33 +62,49 @@ $(BUILD)/version.h: FORCE
 	 printf '#define PS_GIT_COMMIT "%s"\n' "$$c" > $@.tmp; \
 	 cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 
+# V=1 shows full command lines.
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
 $(BUILD)/obj/%.o: %.c | $(BUILD)/version.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	$(call say,NVCC,$<)
+	$(Q)$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 $(SAN)/obj/%.o: %.c | $(BUILD)/version.h
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -DPS_HAVE_CUDA=1,$(CPPFLAGS_ALL)) $(WARN) $(SANFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC-SAN,$<)
+	$(Q)$(CC) $(filter-out -DPS_HAVE_CUDA=1,$(CPPFLAGS_ALL)) $(WARN) $(SANFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/common/version.o $(SAN)/obj/common/version.o: $(BUILD)/version.h
 
 $(BUILD)/libplansim.a: $(OBJ) $(CU_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 
 $(SAN)/libplansim.a: $(SAN_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/plansim: $(BUILD)/obj/$(MAIN_SRC:.c=.o) $(BUILD)/libplansim.a
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(CUDA_LIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(CUDA_LIBS)
 
 $(SAN)/plansim: $(SAN)/obj/$(MAIN_SRC:.c=.o) $(SAN)/libplansim.a
-	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
 # A convenience link at the top of the checkout.
 plansim: $(BUILD)/plansim
@@ -96,11 +112,13 @@ plansim: $(BUILD)/plansim
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libplansim.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL) $(CUDA_LIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL) $(CUDA_LIBS)
 
 $(SAN)/tests/%: $(SAN)/obj/tests/%.o $(SAN)/libplansim.a
 	@mkdir -p $(dir $@)
-	$(CC) $(SANFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(SANFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
 TEST_BINS := $(addprefix $(BUILD)/tests/,$(TEST_NAMES))
 SAN_TEST_BINS := $(addprefix $(SAN)/tests/,$(TEST_NAMES))
