@@ -32,7 +32,7 @@ ifneq ($(NVCC),)
 CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
 CPPFLAGS_ALL += -DPS_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 CU_OBJ := $(patsubst %.cu,$(BUILD)/obj/%.cu.o,$(CU_SRC))
-CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lcupti -lstdc++
 NVCCFLAGS := -O2 -std=c++17 -I. -I$(BUILD) -Xcompiler -Wall,-fPIC \
   -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 else

@@ -14,6 +14,7 @@
 extern const ps_noun ps_noun_des;
 extern const ps_noun ps_noun_profile;
 extern const ps_noun ps_noun_costmodel;
+extern const ps_noun ps_noun_pipeline;
 
 static int cmd_run(int argc, char **argv)
 {
@@ -147,7 +148,7 @@ static const ps_noun plot_noun = {"plot", "(re)draw the figures of a result file
 static const ps_noun info_noun = {"info", "show what a result file holds", info_verbs};
 
 static const ps_noun *nouns[] = {&run_noun, &plot_noun, &info_noun, &ps_noun_des, &ps_noun_profile,
-                                 &ps_noun_costmodel, NULL};
+                                 &ps_noun_costmodel, &ps_noun_pipeline, NULL};
 
 static void version(void)
 {

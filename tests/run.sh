@@ -12,7 +12,7 @@ for t in "$dir"/tests/test_*; do
   [ -x "$t" ] || continue
   echo "== $t"
   if [ "${VALGRIND:-0}" = 1 ]; then
-    valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite "$t" || failed="$failed $t"
+    valgrind -q --suppressions=tests/valgrind.supp --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite "$t" || failed="$failed $t"
   else
     "$t" || failed="$failed $t"
   fi

@@ -13,9 +13,13 @@
  *      boundary and direction when bytes are given; one memory pool per
  *      stage holds activations from a forward's start to its backward's end.
  *
- * Today: chains of stages, GPipe and 1F1B.  Reserved for later issues: stage
- * DAGs (a pp_graph constructor beside pp_sim_chain), interleaved 1F1B (the
- * op's chunk field) and ZB-H1 (the PP_OP_WGRAD kind). */
+ * Schedules: GPipe, 1F1B (on stage DAGs: GraphPipe's schedule, warm-up =
+ * in-flight count = longest path to the sink), interleaved 1F1B (Megatron's
+ * order, v model chunks per device; chains) and ZB-H1 (backward split into
+ * input gradient B and weight gradient W; W of stage i lags its B by i-1
+ * micro-batches on a chain, by max_depth - depth on a DAG).  Chains come in
+ * through pp_sim_chain below; stage DAGs from plans through pp_sim_plan
+ * (plan.h). */
 #ifndef PS_PP_SCHEDULE_H
 #define PS_PP_SCHEDULE_H
 
@@ -28,6 +32,8 @@
 typedef enum {
     PP_GPIPE = 1, /* all forwards, then all backwards (micro-batch order) */
     PP_1F1B = 2,  /* PipeDream-Flush: min(m, depth) forwards, then 1B/1F, then drain */
+    PP_INTERLEAVED = 3, /* Megatron interleaved 1F1B over v chunks per device */
+    PP_ZB_H1 = 4, /* zero-bubble H1: 1F1B with W split off and deferred */
 } pp_schedule;
 
 typedef enum {
@@ -42,14 +48,30 @@ typedef struct pp_op {
     int32_t chunk; /* model chunk on this stage (interleaved schedules); 0 */
 } pp_op;
 
-/* "gpipe" / "1f1b" and back; pp_schedule_parse returns 0 if unknown. */
+/* "gpipe" / "1f1b" / "interleaved" / "zb-h1" and back; pp_schedule_parse
+ * also takes "pipedream-flush", "graphpipe" (1F1B on DAGs), "zb1p", and
+ * returns 0 if unknown. */
 const char *pp_schedule_name(pp_schedule s);
 pp_schedule pp_schedule_parse(const char *name);
 
-/* Ops one stage runs per iteration (2m for GPipe and 1F1B), 0 if invalid. */
+/* Ops one stage runs per iteration (2m for GPipe and 1F1B, 3m for ZB-H1;
+ * interleaved needs the chunk count: pp_stage_op_count_ex), 0 if invalid. */
 size_t pp_stage_op_count(pp_schedule s, int microbatches);
-/* Write a stage's op order into ops[0 .. pp_stage_op_count). */
+size_t pp_stage_op_count_ex(pp_schedule s, int microbatches, int chunks);
+/* Write a stage's op order into ops[0 .. pp_stage_op_count): GPipe, 1F1B,
+ * and ZB-H1 with lag 0 (pp_stage_order_ex takes the lag and interleaving). */
 int pp_stage_order(pp_schedule s, int microbatches, int depth, pp_op *ops, ps_err *e);
+
+typedef struct pp_order_spec {
+    pp_schedule schedule;
+    int microbatches; /* m */
+    int depth;        /* GPipe/1F1B/ZB: warm-up forwards (in-flight count) */
+    int lag;          /* ZB-H1: W(k) runs after B(k + lag); i-1 on chain stage i */
+    int chunks;       /* interleaved: v */
+    int stages;       /* interleaved: p (devices in the chain) */
+    int rank;         /* interleaved: this device, 0-based */
+} pp_order_spec;
+int pp_stage_order_ex(const pp_order_spec *o, pp_op *ops, ps_err *e);
 
 /* A chain of p stages; arrays are indexed by stage (0-based), the transfer
  * arrays by boundary (i = between stage i and i+1). */
@@ -64,6 +86,14 @@ typedef struct pp_chain {
     double link_alpha_s;          /* every boundary link: latency */
     double link_bytes_per_s;      /* and bandwidth (needed when any bytes > 0) */
     double mem_capacity_bytes;    /* per stage pool; 0 or INFINITY = no limit */
+    /* ZB-H1: the weight-gradient share of bwd_s (B = bwd_s - W); NULL =
+     * bwd_s / 2.  Ignored by the other schedules. */
+    const double *wgrad_s;
+    /* Interleaved: v model chunks per stage (0 = 1); each chunk's forward
+     * and backward take fwd_s / v and bwd_s / v, its activations act_bytes
+     * / v; a transfer runs between every pair of consecutive chunks (device
+     * p-1 to device 0 included, on the boundary p-1 link). */
+    int chunks;
 } pp_chain;
 
 typedef struct pp_result {
@@ -76,7 +106,9 @@ typedef struct pp_result {
     double bubble_ratio;     /* (makespan - ideal) / ideal */
     double *busy_s;          /* [p] compute time per stage */
     double *peak_mem_bytes;  /* [p] peak of the stage's activation pool */
-    int *peak_inflight;      /* [p] most micro-batches between F start and B end */
+    int *peak_inflight;      /* [p] most micro-batches between F start and B end
+                                (ZB-H1: W end; interleaved: chunk activations,
+                                each 1/v of a micro-batch's) */
 } pp_result;
 
 typedef struct pp_sim pp_sim;
@@ -90,8 +122,11 @@ const pp_result *pp_sim_result(const pp_sim *s);
 /* The engine, for timelines and traces (des_timeline_table,
  * des_write_trace).  Owned by s. */
 const des *pp_sim_des(const pp_sim *s);
-/* Task id of an op on a stage, -1 if there is none. */
+/* Task id of an op on a stage, -1 if there is none (chunk 0; PP_OP_BWD is
+ * the input-gradient op under ZB-H1). */
 int pp_sim_task(const pp_sim *s, int stage, pp_op_kind kind, int mb);
+/* The same for chunk c of an interleaved stage (device). */
+int pp_sim_task_chunk(const pp_sim *s, int stage, int chunk, pp_op_kind kind, int mb);
 /* Resource ids: the stage's stream and its pools. */
 int pp_sim_stage_stream(const pp_sim *s, int stage);
 int pp_sim_stage_pool(const pp_sim *s, int stage);

@@ -1,0 +1,25 @@
+/* `plansim pipeline ...`: the pipeline study's commands.  The noun lives in
+ * experiments/cli_pipeline.c (verbs model, sim, plan); the `plan` verb is
+ * implemented in experiments/cli_pipeline_plan.c. */
+#ifndef PS_CLI_PIPELINE_H
+#define PS_CLI_PIPELINE_H
+
+#include <jansson.h>
+
+#include "experiments/cli.h"
+#include "sim/pipeline/plan.h"
+
+extern const ps_noun ps_noun_pipeline;
+
+/* plansim pipeline plan --model M.json --cluster C --devices N --planner P
+ *   [--microbatch B] [--minibatch B] -o PLAN.json [--json]
+ * (experiments/cli_pipeline_plan.c) */
+int pp_cli_plan(int argc, char **argv);
+
+/* Shared by the verbs: the simulation result as JSON fields (makespan_s =
+ * iteration_s, throughput_samples_per_s, bubble_fraction, bubble_ratio,
+ * peak_inflight [per stage], stage_busy_s, peak_device_bytes, oom {...}),
+ * set into obj. */
+void pp_cli_result_json(const pp_plan_result *r, const pp_plan *p, json_t *obj);
+
+#endif

@@ -1,0 +1,274 @@
+/* `plansim pipeline plan`: run a planner on a model and a cluster, simulate
+ * the plan it returns on the engine, write the plan. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "experiments/cli_pipeline.h"
+#include "sim/pipeline/planner.h"
+
+static void plan_help(void)
+{
+    printf(
+        "usage: plansim pipeline plan (--model M.json | --builtin NAME [--branches K])\n"
+        "         --cluster C --devices N --planner graphpipe|pipedream|piper|exhaustive\n"
+        "         [--microbatch B] [--minibatch B] [-o PLAN.json] [--trace T.json] [--json]\n"
+        "\n"
+        "Plans the model on N devices of cluster C (a built-in name: summit, dgx-h100, or a\n"
+        "cluster JSON file), then simulates the plan on the discrete-event engine.\n"
+        "throughput_samples_per_s is the SIMULATED throughput; the planner's own objective\n"
+        "(its predicted time per sample, or PipeDream's bottleneck stage time) is reported\n"
+        "beside it.\n"
+        "\n"
+        "  --minibatch B       samples per iteration (default 128)\n"
+        "  --microbatch B      micro-batch size (divides the mini-batch); default: every power\n"
+        "                      of two dividing it is planned and simulated, the best simulated\n"
+        "                      throughput is kept (--select predicted: the planner's estimate)\n"
+        "  --select sim|predicted\n"
+        "  --optimizer adam|momentum|sgd   memory of weights, gradients, state (default adam)\n"
+        "  --schedule 1f1b|gpipe|zb-h1     simulated schedule (default 1f1b; GraphPipe's on DAGs)\n"
+        "  --time-limit S      give up a search after S seconds\n"
+        "pipedream:\n"
+        "  --pipedream-states auto|antichain|topo   auto: antichain states when there are at\n"
+        "                      most 20000 of them, else the op order linearized\n"
+        "  --pipedream-comm    include 2*act/BW transfers (PipeDream: activation compression)\n"
+        "  --pipedream-memory  its memory constraint (stash of ceil((M-m)/m') minibatches)\n"
+        "  --pipedream-first-source  start states at the first source only (PipeDream's own\n"
+        "                      behaviour on multi-input graphs)\n"
+        "  --pipedream-bandwidth BPS   (default: the cluster link between stages)\n"
+        "piper:\n"
+        "  --piper-max-ideals N   stop beyond N downsets (default 40000, Piper's own limit)\n"
+        "exhaustive:\n"
+        "  --sp-aligned        only plans whose stages are series-parallel intervals\n"
+        "\n"
+        "JSON: planner, throughput_samples_per_s, search_time_s, num_stages, depth,\n"
+        "devices_used, microbatch, objective, objective_name, predicted_time_per_sample_s,\n"
+        "bottleneck_stage_time_s (PipeDream's value, NaN for the others), states,\n"
+        "sp_rewrites, note, and the simulation's fields (iteration_s, bubble_fraction,\n"
+        "peak_inflight, stage_busy_s, peak_device_bytes, oom, ...).\n");
+}
+
+enum {
+    O_MODEL = 1000,
+    O_BUILTIN,
+    O_BRANCHES,
+    O_CLUSTER,
+    O_DEVICES,
+    O_PLANNER,
+    O_MICRO,
+    O_MINI,
+    O_OUT,
+    O_TRACE,
+    O_JSON,
+    O_SELECT,
+    O_OPT,
+    O_SCHED,
+    O_TLIMIT,
+    O_PDSTATES,
+    O_PDCOMM,
+    O_PDMEM,
+    O_PDFIRST,
+    O_PDBW,
+    O_PIPERMAX,
+    O_SPALIGNED,
+};
+
+static void set_num(json_t *j, const char *k, double v)
+{
+    json_object_set_new(j, k, isfinite(v) ? json_real(v) : json_null());
+}
+
+int pp_cli_plan(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"model", required_argument, 0, O_MODEL},
+        {"builtin", required_argument, 0, O_BUILTIN},
+        {"branches", required_argument, 0, O_BRANCHES},
+        {"cluster", required_argument, 0, O_CLUSTER},
+        {"devices", required_argument, 0, O_DEVICES},
+        {"planner", required_argument, 0, O_PLANNER},
+        {"microbatch", required_argument, 0, O_MICRO},
+        {"minibatch", required_argument, 0, O_MINI},
+        {"output", required_argument, 0, O_OUT},
+        {"trace", required_argument, 0, O_TRACE},
+        {"json", no_argument, 0, O_JSON},
+        {"select", required_argument, 0, O_SELECT},
+        {"optimizer", required_argument, 0, O_OPT},
+        {"schedule", required_argument, 0, O_SCHED},
+        {"time-limit", required_argument, 0, O_TLIMIT},
+        {"pipedream-states", required_argument, 0, O_PDSTATES},
+        {"pipedream-comm", no_argument, 0, O_PDCOMM},
+        {"pipedream-memory", no_argument, 0, O_PDMEM},
+        {"pipedream-first-source", no_argument, 0, O_PDFIRST},
+        {"pipedream-bandwidth", required_argument, 0, O_PDBW},
+        {"piper-max-ideals", required_argument, 0, O_PIPERMAX},
+        {"sp-aligned", no_argument, 0, O_SPALIGNED},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *model = NULL, *builtin = NULL, *cluster = NULL, *planner = NULL, *out = NULL;
+    const char *trace = NULL, *select = "sim", *opt = "adam", *sched = NULL, *pdstates = "auto";
+    long devices = 0, micro = 0, mini = 128, branches = 0, pipermax = 0;
+    double tlimit = 0, pdbw = 0;
+    int json = 0, pdcomm = 0, pdmem = 0, pdfirst = 0, spal = 0, c;
+    ps_cli_reset_getopt();
+    while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case O_MODEL: model = optarg; break;
+        case O_BUILTIN: builtin = optarg; break;
+        case O_BRANCHES: bad = ps_cli_long(argv[0], "--branches", optarg, &branches); break;
+        case O_CLUSTER: cluster = optarg; break;
+        case O_DEVICES: bad = ps_cli_long(argv[0], "--devices", optarg, &devices); break;
+        case O_PLANNER: planner = optarg; break;
+        case O_MICRO: bad = ps_cli_long(argv[0], "--microbatch", optarg, &micro); break;
+        case O_MINI: bad = ps_cli_long(argv[0], "--minibatch", optarg, &mini); break;
+        case 'o':
+        case O_OUT: out = optarg; break;
+        case O_TRACE: trace = optarg; break;
+        case O_JSON: json = 1; break;
+        case O_SELECT: select = optarg; break;
+        case O_OPT: opt = optarg; break;
+        case O_SCHED: sched = optarg; break;
+        case O_TLIMIT: bad = ps_cli_double(argv[0], "--time-limit", optarg, &tlimit); break;
+        case O_PDSTATES: pdstates = optarg; break;
+        case O_PDCOMM: pdcomm = 1; break;
+        case O_PDMEM: pdmem = 1; break;
+        case O_PDFIRST: pdfirst = 1; break;
+        case O_PDBW: bad = ps_cli_double(argv[0], "--pipedream-bandwidth", optarg, &pdbw); break;
+        case O_PIPERMAX:
+            bad = ps_cli_long(argv[0], "--piper-max-ideals", optarg, &pipermax);
+            break;
+        case O_SPALIGNED: spal = 1; break;
+        case 'h': plan_help(); return 0;
+        default: return ps_cli_usage(argv[0], "bad option");
+        }
+        if (bad)
+            return bad;
+    }
+    if (optind != argc)
+        return ps_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+    if (!!model == !!builtin)
+        return ps_cli_usage(argv[0], "give --model M.json or --builtin NAME (one of them)");
+    if (!cluster)
+        return ps_cli_usage(argv[0], "--cluster is required (summit, dgx-h100 or a file)");
+    if (devices < 1 || devices > PP_PC_MAX_DEVICES)
+        return ps_cli_usage(argv[0], "--devices: need 1..%d", PP_PC_MAX_DEVICES);
+    pp_planner_kind pk = pp_planner_parse(planner);
+    if (!pk)
+        return ps_cli_usage(argv[0], "--planner: '%s' (graphpipe, pipedream, piper, exhaustive)",
+                            planner ? planner : "");
+    if (mini < 1 || mini > 1 << 24)
+        return ps_cli_usage(argv[0], "--minibatch: need 1..2^24");
+    if (micro < 0 || micro > mini || (micro > 0 && mini % micro))
+        return ps_cli_usage(argv[0], "--microbatch: must divide the mini-batch %ld", mini);
+    if (strcmp(select, "sim") && strcmp(select, "predicted"))
+        return ps_cli_usage(argv[0], "--select: sim or predicted");
+    int o_opt = cm_optimizer_from_name(opt);
+    if (o_opt < 0)
+        return ps_cli_usage(argv[0], "--optimizer: sgd, momentum or adam");
+    pp_schedule sc = sched ? pp_schedule_parse(sched) : PP_1F1B;
+    if (!sc)
+        return ps_cli_usage(argv[0], "--schedule: unknown '%s'", sched);
+    pp_popts po;
+    pp_popts_default(&po, pk, (int)mini);
+    if (!strcmp(pdstates, "auto"))
+        po.pd_states = PP_PD_STATES_AUTO;
+    else if (!strcmp(pdstates, "antichain"))
+        po.pd_states = PP_PD_STATES_ANTICHAIN;
+    else if (!strcmp(pdstates, "topo"))
+        po.pd_states = PP_PD_STATES_TOPO;
+    else
+        return ps_cli_usage(argv[0], "--pipedream-states: auto, antichain or topo");
+    po.pd_activation_comm = pdcomm;
+    po.pd_memory_constraint = pdmem;
+    po.pd_first_source_only = pdfirst;
+    po.pd_bandwidth_Bps = pdbw;
+    po.piper_max_ideals = pipermax;
+    po.ex_sp_aligned = spal;
+    po.time_limit_s = tlimit;
+    pp_plan_result sr;
+    memset(&sr, 0, sizeof sr);
+    pp_plan *plan = NULL;
+    pp_point_spec s = {.model_path = model,
+                       .builtin = builtin,
+                       .branches = (int)branches,
+                       .cluster = cluster,
+                       .devices = (int)devices,
+                       .planner = pk,
+                       .minibatch = (int)mini,
+                       .microbatch = (int)micro,
+                       .select_by_sim = !strcmp(select, "sim"),
+                       .optimizer = (cm_optimizer)o_opt,
+                       .schedule = sc,
+                       .opts = &po,
+                       .plan_out = out,
+                       .trace_out = trace,
+                       .sim_detail = &sr,
+                       .plan_detail = &plan};
+    pp_point_result r;
+    ps_err e = {0};
+    int rc = pp_plan_point(&s, &r, &e);
+    if (rc)
+        return ps_cli_fail(&e);
+    if (json) {
+        json_t *j = json_object();
+        json_object_set_new(j, "planner", json_string(pp_planner_name(pk)));
+        json_object_set_new(j, "feasible", json_boolean(r.feasible));
+        json_object_set_new(j, "devices", json_integer(devices));
+        if (r.feasible)
+            pp_cli_result_json(&sr, plan, j);
+        set_num(j, "throughput_samples_per_s", r.feasible ? r.throughput_samples_per_s : NAN);
+        set_num(j, "search_time_s", r.search_time_s);
+        json_object_set_new(j, "num_stages", json_integer(r.num_stages));
+        json_object_set_new(j, "depth", json_integer(r.depth));
+        json_object_set_new(j, "devices_used", json_integer(r.devices_used));
+        json_object_set_new(j, "microbatch", json_integer(r.microbatch));
+        set_num(j, "objective", r.objective);
+        json_object_set_new(
+            j, "objective_name",
+            json_string(pk == PP_PLANNER_PIPEDREAM ? "bottleneck_stage_time_s"
+                        : pk == PP_PLANNER_PIPER   ? "time_per_microbatch_s"
+                                                   : "time_per_sample_s"));
+        set_num(j, "planner_time_per_sample_s", r.objective_tps_s);
+        set_num(j, "predicted_time_per_sample_s", r.predicted_tps_s);
+        set_num(j, "predicted_throughput_samples_per_s", r.predicted_throughput_samples_per_s);
+        set_num(j, "bottleneck_stage_time_s", pk == PP_PLANNER_PIPEDREAM ? r.objective : NAN);
+        json_object_set_new(j, "states", json_integer(r.states));
+        json_object_set_new(j, "sp_rewrites", json_integer(r.sp_rewrites));
+        json_object_set_new(j, "model_ops", json_integer(r.model_ops));
+        set_num(j, "sim_wall_s", r.sim_wall_s);
+        json_object_set_new(j, "note", json_string(r.note));
+        if (out && r.feasible)
+            json_object_set_new(j, "plan", json_string(out));
+        ps_cli_print_json(j);
+        json_decref(j);
+    } else if (!r.feasible) {
+        printf("%s: no plan on %ld devices: %s\n", pp_planner_name(pk), devices, r.note);
+    } else {
+        printf("%s on %ld devices of %s: %d stages (depth %d), %d devices used, micro-batch %d\n",
+               pp_planner_name(pk), devices, cluster, r.num_stages, r.depth, r.devices_used,
+               r.microbatch);
+        printf("  search %.4g s (%lld states); objective %.6g (%s)\n", r.search_time_s,
+               r.states, r.objective,
+               pk == PP_PLANNER_PIPEDREAM ? "bottleneck stage time, s"
+               : pk == PP_PLANNER_PIPER   ? "time per micro-batch, s"
+                                          : "time per sample, s");
+        printf("  predicted %.6g samples/s; simulated %.6g samples/s (iteration %.6g s, bubble "
+               "%.3g)%s\n",
+               r.predicted_throughput_samples_per_s, r.throughput_samples_per_s, r.iteration_s,
+               r.bubble_fraction, r.oom ? "  OUT OF MEMORY" : "");
+        if (plan)
+            for (int i = 0; i < plan->nstages; i++)
+                printf("  stage %2d: %3d ops, micro-batch %d, %d device(s), in-flight %d\n", i,
+                       plan->stages[i].nops, plan->stages[i].microbatch, plan->stages[i].ndevices,
+                       pp_plan_inflight(plan, i));
+        if (r.note[0])
+            printf("  note: %s\n", r.note);
+        if (out)
+            printf("  plan written to %s\n", out);
+    }
+    pp_plan_result_free(&sr);
+    pp_plan_free(plan);
+    return 0;
+}
