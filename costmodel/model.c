@@ -60,6 +60,40 @@ double cm_percentile(double *v, size_t n, double q)
     return v[lo] * (1 - f) + v[hi] * f;
 }
 
+/* The k-th smallest (0-based) of v[0..n), reordering v (Hoare's
+ * selection: linear on average, where sorting every distance was the
+ * prediction's largest cost). */
+static double kth_smallest(double *v, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double pivot = v[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                double t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
+    }
+    return v[k];
+}
+
 /* Solve (p x p) symmetric positive definite A x = b in place (x in b).
  * Falls back to SVD when Cholesky fails (near-singular neighbourhoods). */
 static int solve_spd(double *A, double *b, int p)
@@ -195,8 +229,7 @@ static int group_predict_k(const cm_model *m, double knn_mult, const cm_group *g
         K = (size_t)p + 2;
     if (K > avail)
         K = avail;
-    qsort(dd, n, sizeof *dd, cmp_double);
-    double dk = dd[K - 1];
+    double dk = kth_smallest(dd, n, K - 1);
     double h = dk * m->bw_mult + 1e-9;
     for (size_t i = 0; i < n; i++) {
         double u = d[i] / h;
@@ -421,6 +454,8 @@ static int choose_base(cm_model *m, size_t gi)
         return -1;
     }
     double best = isfinite(g->loo_med) ? g->loo_med * 0.9 : INFINITY;
+    if (!m->use_base)
+        best = 0;
     int bi = -1;
     double best_slope[CM_MAXFEAT] = {0};
     for (size_t j = 0; j < m->ngroups; j++) {
@@ -579,16 +614,18 @@ static int row_usable(const ps_db_row *r)
 /* Fit tuning: neighbours per parameter, bandwidth over the K-th neighbour's
  * distance, ridge weight.  Chosen by held-out validation on CPU databases
  * (docs/costmodel.md); settable for experiments. */
-static double fit_defaults[5] = {1.5, 1.3, 0.1, 0.1, 1};
+static double fit_defaults[7] = {1.5, 1.3, 0.1, 0.1, 1, 1, 2};
 
 void cm_fit_set_defaults(double knn_mult, double bw_mult, double ridge, double noise_ref,
-                         int robust_iters)
+                         int robust_iters, int use_base, int metric_rounds)
 {
     fit_defaults[0] = knn_mult;
     fit_defaults[1] = bw_mult;
     fit_defaults[2] = ridge;
     fit_defaults[3] = noise_ref;
     fit_defaults[4] = robust_iters;
+    fit_defaults[5] = use_base;
+    fit_defaults[6] = metric_rounds;
 }
 
 static cm_model *model_alloc(const cm_device *dev, ps_err *e)
@@ -609,7 +646,8 @@ static cm_model *model_alloc(const cm_device *dev, ps_err *e)
     m->ridge = fit_defaults[2];
     m->noise_ref = fit_defaults[3];
     m->robust_iters = (int)fit_defaults[4];
-    m->metric_rounds = 2;
+    m->use_base = (int)fit_defaults[5];
+    m->metric_rounds = (int)fit_defaults[6];
     for (int k = 0; k < PS_OPK_COUNT; k++) {
         default_eff(k, &m->eff_c[k], &m->eff_m[k]);
         m->roof_err[k] = NAN;
@@ -901,9 +939,10 @@ int cm_op_time(const cm_model *m, const ps_op *op, cm_pred *out, ps_err *e)
     int kind = ps_op_kind_id_of(op->kind);
     out->flops = ps_op_flops(op);
     out->bytes = ps_op_bytes(op);
-    if (m->exact) {
-        for (size_t i = 0; i < m->nrows; i++) {
-            const ps_db_row *r = &m->rows[i];
+    const cm_group *g = find_group(m, op->kind, op->dtype, op->variant);
+    if (m->exact && g) {
+        for (size_t k = 0; k < g->n; k++) {
+            const ps_db_row *r = &m->rows[g->idx[k]];
             if (ps_op_equal(&r->op, op)) {
                 out->time_s = r->median_s;
                 out->source = CM_SRC_DB;
@@ -914,7 +953,6 @@ int cm_op_time(const cm_model *m, const ps_op *op, cm_pred *out, ps_err *e)
             }
         }
     }
-    const cm_group *g = find_group(m, op->kind, op->dtype, op->variant);
     if (g && (g->n >= 2 || g->base >= 0) && !fit_predict(m, g, op, out))
         return 0;
     const cm_group *s = substitute_group(m, op);

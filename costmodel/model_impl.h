@@ -44,6 +44,7 @@ struct cm_model {
     /* fit tuning (costmodel/README.md, "Fit") */
     double knn_mult, bw_mult, ridge, noise_ref;
     int robust_iters;
+    int use_base;      /* let groups fit on top of a sibling group */
     int metric_rounds; /* coordinate-search rounds over the distance weights */
 };
 
@@ -58,6 +59,6 @@ double cm_row_peak(const cm_model *m, const char *dtype);
 void cm_model_set_tuning(cm_model *m, double knn_mult, double bw_mult, double ridge);
 /* The tuning every new model starts with (not thread-safe: experiments). */
 void cm_fit_set_defaults(double knn_mult, double bw_mult, double ridge, double noise_ref,
-                         int robust_iters);
+                         int robust_iters, int use_base, int metric_rounds);
 
 #endif

@@ -160,8 +160,11 @@ static int cmd_predict(int argc, char **argv)
     cm_pred p;
     if (cm_op_time_phase(m, &op, (cm_phase)phase, &p, &e))
         goto fail;
-    char desc[256];
+    char desc[256], asdesc[256] = "";
     ps_op_describe(&op, desc, sizeof desc);
+    ps_op phop;
+    if (!cm_phase_op(&op, (cm_phase)phase, &phop, NULL) && !ps_op_equal(&phop, &op))
+        ps_op_describe(&phop, asdesc, sizeof asdesc);
     if (json) {
         json_t *j = json_object();
         json_object_set_new(j, "time_s", json_real(p.time_s));
@@ -170,6 +173,8 @@ static int cmd_predict(int argc, char **argv)
         json_object_set_new(j, "phase", json_string(cm_phase_name((cm_phase)phase)));
         json_object_set_new(j, "device", json_string(cm_model_device(m)->name));
         json_object_set_new(j, "op", ps_op_to_json(&op));
+        if (asdesc[0])
+            json_object_set_new(j, "runs_as", ps_op_to_json(&phop));
         json_object_set_new(j, "flops", json_real(p.flops));
         json_object_set_new(j, "bytes", json_real(p.bytes));
         json_object_set_new(j, "npoints", json_integer(p.npoints));
@@ -182,6 +187,8 @@ static int cmd_predict(int argc, char **argv)
     } else {
         printf("%s (%s) on %s\n", desc, cm_phase_name((cm_phase)phase),
                cm_model_device(m)->name);
+        if (asdesc[0])
+            printf("runs as      %s\n", asdesc);
         printf("time_s       %.6g\nsource       %s\nuncertainty  +-%.1f%%\n", p.time_s,
                cm_source_name(p.source), 100 * p.rel_uncertainty);
         if (p.note[0])

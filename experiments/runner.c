@@ -64,6 +64,11 @@ int ps_point_bool(const ps_point *p, const char *name)
     return json_is_true(json_object_get(p->values, name));
 }
 
+const json_t *ps_point_json(const ps_point *p, const char *name)
+{
+    return json_object_get(p->values, name);
+}
+
 int ps_point_index(const ps_point *p) { return p->index; }
 int ps_point_repeat(const ps_point *p) { return p->repeat; }
 unsigned long ps_point_seed(const ps_point *p) { return p->seed; }
@@ -189,6 +194,7 @@ static int check_value(const ps_param_spec *s, const json_t *v, const char *path
         return json_is_boolean(v) ? 0
                                   : ps_errf(e, PS_EINPUT, "%s: expected a boolean, got %s",
                                             path, ps_json_type_name(v));
+    case PS_PARAM_JSON: return 0;
     }
     return 0;
 }
@@ -398,9 +404,9 @@ static ps_table *points_layout(const plan *pl)
     ps_table_add_col(t, "seed", PS_COL_INT, "");
     for (size_t d = 0; d < pl->ndims; d++) {
         const ps_param_spec *s = param_spec(pl->study, pl->dims[d].name);
-        ps_col_type ty = s->type == PS_PARAM_NUM   ? PS_COL_DOUBLE
-                         : s->type == PS_PARAM_STR ? PS_COL_STR
-                                                   : PS_COL_INT;
+        ps_col_type ty = s->type == PS_PARAM_NUM                              ? PS_COL_DOUBLE
+                         : s->type == PS_PARAM_STR || s->type == PS_PARAM_JSON ? PS_COL_STR
+                                                                              : PS_COL_INT;
         ps_table_add_col(t, s->name, ty, s->units ? s->units : "");
     }
     for (const ps_metric_spec *m = pl->study->metrics; m->name; m++)
@@ -420,7 +426,11 @@ static void fill_row(ps_table *t, const plan *pl, const ps_point *p, const doubl
     ps_table_set_i(t, r, c++, (int64_t)p->seed);
     for (size_t d = 0; d < pl->ndims; d++, c++) {
         const json_t *v = json_object_get(p->values, pl->dims[d].name);
-        if (json_is_string(v))
+        if (t->cols[c].type == PS_COL_STR && !json_is_string(v)) {
+            char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+            ps_table_set_s(t, r, c, txt ? txt : "");
+            free(txt);
+        } else if (json_is_string(v))
             ps_table_set_s(t, r, c, json_string_value(v));
         else if (json_is_boolean(v))
             ps_table_set_i(t, r, c, json_is_true(v));
@@ -880,6 +890,19 @@ int ps_run(const ps_run_opts *o, ps_err *e)
         snprintf(sp, sizeof sp, "/%s/summary", st->name);
         if (!rc)
             rc = ps_h5_table_write(f, sp, sum, e);
+    }
+    if (!rc && st->derive) {
+        ps_derived der[16];
+        size_t nder = 0;
+        memset(der, 0, sizeof der);
+        rc = st->derive(pts, der, 16, &nder, e);
+        for (size_t d = 0; d < nder; d++) {
+            char dp[256];
+            snprintf(dp, sizeof dp, "/%s/%s", st->name, der[d].name);
+            if (!rc && der[d].t)
+                rc = ps_h5_table_write(f, dp, der[d].t, e);
+            ps_table_free(der[d].t);
+        }
     }
     if (!rc) {
         char now[64];

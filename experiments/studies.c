@@ -4,9 +4,10 @@
 
 #include "experiments/study.h"
 
+extern const ps_study ps_study_schedule;
 extern const ps_study ps_study_pipeline;
 
-static const ps_study *const studies[] = {&ps_study_pipeline, NULL};
+static const ps_study *const studies[] = {&ps_study_schedule, &ps_study_pipeline, NULL};
 
 const ps_study *ps_study_find(const char *name)
 {

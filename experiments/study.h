@@ -13,7 +13,15 @@
 #include "common/err.h"
 #include "common/table.h"
 
-typedef enum { PS_PARAM_INT = 1, PS_PARAM_NUM, PS_PARAM_STR, PS_PARAM_BOOL } ps_param_type;
+/* PS_PARAM_JSON takes any JSON value (e.g. generator knobs); swept JSON
+ * values are stored in the points table as compact JSON text. */
+typedef enum {
+    PS_PARAM_INT = 1,
+    PS_PARAM_NUM,
+    PS_PARAM_STR,
+    PS_PARAM_BOOL,
+    PS_PARAM_JSON
+} ps_param_type;
 
 typedef struct ps_param_spec {
     const char *name;
@@ -36,6 +44,8 @@ long long ps_point_int(const ps_point *p, const char *name);
 double ps_point_num(const ps_point *p, const char *name);
 const char *ps_point_str(const ps_point *p, const char *name);
 int ps_point_bool(const ps_point *p, const char *name);
+/* The parameter's JSON value (borrowed; valid during run_point). */
+const json_t *ps_point_json(const ps_point *p, const char *name);
 int ps_point_index(const ps_point *p);
 int ps_point_repeat(const ps_point *p);
 unsigned long ps_point_seed(const ps_point *p);
@@ -48,6 +58,13 @@ int ps_point_side_dir(const ps_point *p, char *out, size_t n, ps_err *e);
 /* Rows for a detail table /<study>/<name>.  The runner prepends a `point`
  * column; t's rows are copied, so the caller keeps ownership. */
 int ps_point_emit(const ps_point *p, const char *name, const ps_table *t, ps_err *e);
+
+/* A table computed from all points (e.g. speedups between methods),
+ * written as /<study>/<name>; figures can draw it ("table": name). */
+typedef struct ps_derived {
+    char name[64];
+    ps_table *t; /* the runner frees it */
+} ps_derived;
 
 typedef struct ps_study {
     const char *name;
@@ -63,6 +80,8 @@ typedef struct ps_study {
     /* Optional: scalar results over all points, appended as rows to `out`
      * (columns name, method, value, units; see ps_summary_add). */
     int (*summarize)(const ps_table *points, ps_table *out, ps_err *e);
+    /* Optional: derived tables over all points; fill out[0..*n), *n <= max. */
+    int (*derive)(const ps_table *points, ps_derived *out, size_t max, size_t *n, ps_err *e);
 } ps_study;
 
 /* Summary table helpers for summarize(). */

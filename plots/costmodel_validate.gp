@@ -46,7 +46,10 @@ do for [fmt in formats] {
     _hi = (STATS_max > _hi1 ? STATS_max : _hi1) * 1.5
     set xrange [_lo:_hi]
     set yrange [_lo:_hi]
-    set samples 2
+    # the diagonal runs corner to corner: both ends may round to just outside
+    # the range, and gnuplot drops such segments unless told to clip them
+    set clip two
+    set samples 50
     plot for [i = 0:nkinds - 1] datafile index i using 1:2 with points pt 7 ps 0.8 title word(kinds, i + 1), \
          x with lines lc rgb "black" lw 1.5 title "y = x", \
          1.25 * x with lines lc rgb "gray50" dt 2 title "+-25%", \

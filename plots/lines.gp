@@ -57,8 +57,15 @@ do for [fmt in formats] {
         _cols = int(ceil(sqrt(nfacets)))
         _rows = (nfacets + _cols - 1) / _cols
         set multiplot layout _rows,_cols title fig_title
+        # Panels share one legend, inside the first panel, so an outside key
+        # does not squeeze every panel to a sliver.
         do for [f = 1:nfacets] {
             set title facet_title[f]
+            if (f == 1) {
+                set key inside right top vertical Left reverse noautotitle font ",8" samplen 2 spacing 0.9 opaque
+            } else {
+                unset key
+            }
             eval plotcmd[f]
         }
         unset multiplot

@@ -116,7 +116,7 @@ static void test_run_quickstart_json(void **state)
     json_error_t je;
     json_t *j = json_load_file(out_txt, 0, &je);
     assert_non_null(j);
-    assert_string_equal(json_string_value(json_object_get(j, "study")), "pipeline");
+    assert_string_equal(json_string_value(json_object_get(j, "study")), "schedule");
     json_t *pts = json_object_get(j, "points");
     assert_true(json_is_array(pts));
     /* quick sweep: 2 schedules x 3 stage counts x 4 micro-batch counts */
@@ -150,18 +150,18 @@ static void test_run_quickstart_json(void **state)
         free(v);
     }
     ps_table *t;
-    assert_int_equal(ps_h5_table_read(f, "/pipeline/points", &t, NULL), 0);
+    assert_int_equal(ps_h5_table_read(f, "/schedule/points", &t, NULL), 0);
     assert_int_equal(t->nrows, 24);
     int c = ps_table_col(t, "makespan_s");
     assert_true(c >= 0);
     assert_string_equal(t->cols[c].units, "s");
     ps_table_free(t);
-    assert_int_equal(ps_h5_table_read(f, "/pipeline/per_stage", &t, NULL), 0);
+    assert_int_equal(ps_h5_table_read(f, "/schedule/per_stage", &t, NULL), 0);
     /* per-stage rows: 2 schedules x 4 micro-batch counts x (2+4+8) stages */
     assert_int_equal(t->nrows, 2 * 4 * 14);
     ps_table_free(t);
-    assert_true(ps_h5_exists(f, "/pipeline/summary"));
-    assert_true(ps_h5_exists(f, "/pipeline/timeline"));
+    assert_true(ps_h5_exists(f, "/schedule/summary"));
+    assert_true(ps_h5_exists(f, "/schedule/timeline"));
     H5Fclose(f);
 
     /* h5dump reads it. */
@@ -171,7 +171,7 @@ static void test_run_quickstart_json(void **state)
     }
     /* info prints the tables and the summary. */
     assert_int_equal(sh("%s info %s", bin, h5), 0);
-    assert_true(contains(out_txt, "/pipeline/points"));
+    assert_true(contains(out_txt, "/schedule/points"));
     assert_true(contains(out_txt, "max_rel_err_makespan"));
     assert_int_equal(sh("%s info %s --json", bin, h5), 0);
     j = json_load_file(out_txt, 0, &je);
@@ -208,27 +208,27 @@ static void test_bad_configs(void **state)
     assert_true(contains(err_txt, "$.study"));
     assert_true(contains(err_txt, "nosuch"));
 
-    write_file(p, "{\"study\": \"pipeline\", \"name\": \"x\",\n"
+    write_file(p, "{\"study\": \"schedule\", \"name\": \"x\",\n"
                   " \"sweep\": {\"stages\": [2, \"four\"], \"microbatches\": [4]}}");
     assert_int_equal(sh("%s run %s", bin, p), 2);
     assert_true(contains(err_txt, "$.sweep.stages[1]"));
     assert_true(contains(err_txt, "bad.json"));
 
-    write_file(p, "{\"study\": \"pipeline\", \"name\": \"x\",\n"
+    write_file(p, "{\"study\": \"schedule\", \"name\": \"x\",\n"
                   " \"sweep\": {\"stages\": [2], \"microbatches\": [4], \"stagez\": [1]}}");
     assert_int_equal(sh("%s run %s", bin, p), 2);
     assert_true(contains(err_txt, "$.sweep.stagez"));
 
-    write_file(p, "{\"study\": \"pipeline\", \"name\": \"x\", \"sweep\": {\"stages\": [2]}}");
+    write_file(p, "{\"study\": \"schedule\", \"name\": \"x\", \"sweep\": {\"stages\": [2]}}");
     assert_int_equal(sh("%s run %s", bin, p), 2);
     assert_true(contains(err_txt, "microbatches"));
 
-    write_file(p, "{\"study\": \"pipeline\", \"name\": \"x\",\n"
+    write_file(p, "{\"study\": \"schedule\", \"name\": \"x\",\n"
                   " \"fixed\": {\"stages\": 0, \"microbatches\": 4}}");
     assert_int_equal(sh("%s run %s -o %s/x.h5", bin, p, tmpdir), 2);
     assert_true(contains(err_txt, "stages"));
 
-    write_file(p, "{\"study\": \"pipeline\", \"name\": \"x\",\n"
+    write_file(p, "{\"study\": \"schedule\", \"name\": \"x\",\n"
                   " \"fixed\": {\"stages\": 2, \"microbatches\": 4},\n"
                   " \"figures\": [{\"name\": \"f\", \"x\": \"nosuchcol\", \"y\": \"makespan_s\"}]}");
     assert_int_equal(sh("%s run %s -o %s/x.h5", bin, p, tmpdir), 2);
@@ -282,14 +282,14 @@ static void test_resume_continues(void **state)
     assert_int_equal(system(cmd), 0);
     hid_t f = H5Fopen(part, H5F_ACC_RDWR, H5P_DEFAULT);
     ps_table *ps;
-    assert_int_equal(ps_h5_table_read(f, "/pipeline/per_stage", &ps, NULL), 0);
+    assert_int_equal(ps_h5_table_read(f, "/schedule/per_stage", &ps, NULL), 0);
     size_t keep = 0;
     for (size_t r = 0; r < ps->nrows; r++)
         if (ps_table_get_i(ps, r, 0) < 7 || (ps_table_get_i(ps, r, 0) == 7 && r % 2 == 0))
             keep = r + 1;
     ps_table_free(ps);
-    assert_int_equal(ps_h5_table_truncate(f, "/pipeline/per_stage", keep, NULL), 0);
-    assert_int_equal(ps_h5_table_truncate(f, "/pipeline/points", 7, NULL), 0);
+    assert_int_equal(ps_h5_table_truncate(f, "/schedule/per_stage", keep, NULL), 0);
+    assert_int_equal(ps_h5_table_truncate(f, "/schedule/points", 7, NULL), 0);
     H5Fclose(f);
 
     assert_int_equal(
@@ -313,10 +313,10 @@ static void test_resume_continues(void **state)
     /* Detail rows: the half-written point was trimmed, then rewritten. */
     hid_t g = ps_h5_open_read(cut, NULL);
     ps_table *t1, *t2;
-    assert_int_equal(ps_h5_table_read(g, "/pipeline/per_stage", &t1, NULL), 0);
+    assert_int_equal(ps_h5_table_read(g, "/schedule/per_stage", &t1, NULL), 0);
     H5Fclose(g);
     g = ps_h5_open_read(full, NULL);
-    assert_int_equal(ps_h5_table_read(g, "/pipeline/per_stage", &t2, NULL), 0);
+    assert_int_equal(ps_h5_table_read(g, "/schedule/per_stage", &t2, NULL), 0);
     H5Fclose(g);
     assert_int_equal(t1->nrows, t2->nrows);
     for (size_t r = 0; r < t1->nrows; r++)
@@ -345,7 +345,7 @@ static void test_run_failure(void **state)
     snprintf(blocker, sizeof blocker, "%s/r", dir);
     write_file(blocker, "not a folder");
     snprintf(cfg, sizeof cfg, "%s/trace.json", tmpdir);
-    write_file(cfg, "{\"study\": \"pipeline\", \"name\": \"t\",\n"
+    write_file(cfg, "{\"study\": \"schedule\", \"name\": \"t\",\n"
                     " \"fixed\": {\"stages\": 2, \"trace\": true}, \"sweep\": {\"microbatches\": [1, 2]}}");
     assert_int_equal(sh("%s run %s -o %s/r.h5", bin, cfg, dir), 1);
     char x[500];

@@ -751,10 +751,12 @@ int pp_planner_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, pp_pr
         return ps_errf(e, PS_EINPUT, "devices: %d out of range 1..%d", pc->devices,
                        PP_PC_MAX_DEVICES);
     int cand[32], nc = pp_microbatch_candidates(o->minibatch, o->microbatch, cand);
+    pp_popts oo = *o; /* decisions that hold for every b are carried over */
+    o = &oo;
     double t0 = ps_now_s();
     pp_presult best = {0};
     int have = 0, rc = 0;
-    char last_note[512] = "";
+    char last_note[512] = "", carry_note[512] = "";
     for (int i = 0; i < nc && !rc; i++) {
         pp_presult cur;
         memset(&cur, 0, sizeof cur);
@@ -769,6 +771,14 @@ int pp_planner_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, pp_pr
         }
         r->states += cur.states;
         r->work += cur.work;
+        int stop = !rc && cur.budget_exceeded; /* the state space is the same for every b */
+        if (!rc && o->planner == PP_PLANNER_PIPEDREAM && o->pd_states == PP_PD_STATES_AUTO &&
+            cur.pd_states_used == PP_PD_STATES_TOPO) {
+            oo.pd_states = PP_PD_STATES_TOPO; /* the antichain count does not depend on b */
+            snprintf(carry_note, sizeof carry_note, "%s", cur.note);
+        }
+        if (!cur.note[0] && carry_note[0])
+            snprintf(cur.note, sizeof cur.note, "%s", carry_note);
         if (!rc && cur.feasible)
             rc = pp_presult_finish(g, pc, o->minibatch, &cur, e);
         if (!rc && cur.feasible &&
@@ -777,10 +787,14 @@ int pp_planner_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, pp_pr
             best = cur;
             have = 1;
         } else {
-            if (!cur.feasible && cur.note[0])
+            if (!cur.feasible && cur.note[0] && cur.budget_exceeded)
+                snprintf(last_note, sizeof last_note, "%s", cur.note);
+            else if (!cur.feasible && cur.note[0])
                 snprintf(last_note, sizeof last_note, "b=%d: %s", cand[i], cur.note);
             pp_presult_free(&cur);
         }
+        if (stop)
+            break;
         if (!rc && o->time_limit_s > 0 && ps_now_s() - t0 > o->time_limit_s && i + 1 < nc) {
             snprintf(last_note, sizeof last_note,
                      "time limit %g s reached after %d of %d micro-batch sizes", o->time_limit_s,

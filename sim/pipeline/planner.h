@@ -200,6 +200,8 @@ typedef struct pp_popts {
     double pd_bandwidth_Bps;    /* 0 = pcluster p2p beta */
     double pd_memory_bytes;     /* 0 = pcluster mem_bytes */
     int pd_use_fewer_machines;  /* --use_fewer_machines */
+    int pd_reference;           /* 1: plain O(S^2 M^2) loops without the
+                                   crossing sweep and pruning (tests compare) */
     int pd_first_source_only;   /* 1: PipeDream's literal start, the first source
                                    only: other sources join only through a
                                    consumer (its quirk on multi-input graphs);
@@ -251,6 +253,8 @@ typedef struct pp_presult {
     long long work;          /* inner-loop evaluations (for scaling reports) */
     int sp_rewrites;         /* graphpipe: SP-ization cuts */
     int pd_states_used;      /* pipedream: PP_PD_STATES_ANTICHAIN or _TOPO */
+    int budget_exceeded;     /* the state space outgrew its budget (the same
+                                for every micro-batch size) */
     double gap_vs_sp;        /* exhaustive (all convex): best SP-aligned TPS /
                                 best TPS - 1; NaN otherwise */
     char note[512];          /* why infeasible / budget messages / fallbacks */

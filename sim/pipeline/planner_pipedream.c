@@ -284,12 +284,6 @@ done:
     return rc;
 }
 
-static int cmp_int_desc(const void *a, const void *b)
-{
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x < y) - (x > y);
-}
-
 /* State order for the DP: by size (transitions only add ops). */
 typedef struct szkey {
     int size, idx;
@@ -337,6 +331,7 @@ int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, 
             s.words = w;
             if (mode == PP_PD_STATES_ANTICHAIN) {
                 r->feasible = 0;
+                r->budget_exceeded = 1;
                 r->states = lim;
                 snprintf(r->note, sizeof r->note,
                          "pipedream: more than %ld antichain states (the number grows "
@@ -384,7 +379,10 @@ int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, 
     pdentry *A = malloc(S * (size_t)M * sizeof *A);
     int *stamp = calloc(S, sizeof(int)), *stack = malloc(S * sizeof(int));
     pdentry *cand = malloc((size_t)M * sizeof *cand);
-    if (!ord || !pos || !mark || !A || !stamp || !stack || !cand) {
+    double *L = malloc(((size_t)M + 1) * sizeof *L);
+    double *sufmax = malloc(((size_t)M + 2) * sizeof *sufmax);
+    char *mono = malloc(S);
+    if (!ord || !pos || !mark || !A || !stamp || !stack || !cand || !L || !mono || !sufmax) {
         rc = ps_errf(e, PS_ERUN, "pipedream: out of memory (%zu states x %d machines)", S, M);
         goto done;
     }
@@ -439,6 +437,10 @@ int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, 
             double dp = (4.0 * m * s.par[j]) / (bw * (m + 1));
             Aj[m] = (pdentry){(s.comp[j] + dp) / (m + 1), -1, 0, (short)(m + 1)};
         }
+        mono[jj] = 1;
+        for (int m = 0; m < M && mono[jj]; m++)
+            if (isnan(Aj[m].v) || (m > 0 && Aj[m].v > Aj[m - 1].v))
+                mono[jj] = 0;
         if (jj == 0)
             continue;
         /* ancestors of j in the state DAG */
@@ -447,27 +449,24 @@ int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, 
             for (size_t k = 0; k < jj; k++)
                 stack[nanc++] = (int)k; /* positions */
         } else {
-            int top = 0;
+            /* breadth first over the reverse transitions: nearer ancestors
+             * (smaller last stages) come first, which sets low candidates
+             * early for the pruning below */
+            int head = 0, tail = 0;
             stamp[j] = (int)jj + 1;
-            stack[top++] = j;
-            int *anc = malloc(S * sizeof(int));
-            if (!anc) {
-                rc = ps_errf(e, PS_ERUN, "pipedream: out of memory");
-                break;
-            }
-            while (top) {
-                int x = stack[--top];
+            stack[tail++] = j;
+            while (head < tail) {
+                int x = stack[head++];
                 for (int k = s.pred_off[x]; k < s.pred_off[x + 1]; k++) {
                     int p = s.pred[k];
                     if (stamp[p] != (int)jj + 1) {
                         stamp[p] = (int)jj + 1;
-                        stack[top++] = p;
-                        anc[nanc++] = pos[p];
+                        stack[tail++] = p;
                     }
                 }
             }
-            memcpy(stack, anc, (size_t)nanc * sizeof(int));
-            free(anc);
+            for (int q = 1; q < tail; q++)
+                stack[nanc++] = pos[stack[q]];
         }
         int last_state = jj == S - 1;
         /* Candidates first (k outer, so a stage's terms are computed once per
@@ -478,21 +477,12 @@ int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, 
         for (int m = 0; m < M; m++)
             cand[m] = (pdentry){INFINITY, -1, 0, 0};
         int maxmp_all = o->pd_straight ? 1 : M - 1;
-        /* largest ancestors first: small last stages set low candidates
-         * early, and a last stage whose compute alone, spread over every
-         * machine it could get, is no better than the candidate for every m
-         * can be skipped whole (its time is at least lc / m' >= lc / m). */
-        qsort(stack, (size_t)nanc, sizeof(int), cmp_int_desc);
         for (int a = 0; a < nanc; a++) {
             int kk = stack[a], k = ord[kk].idx;
             const pdentry *Ak = A + (size_t)kk * M;
             double lc = s.comp[j] - s.comp[k], lp = s.par[j] - s.par[k];
             double la = s.act[j] - s.act[k];
-            int useful = 0;
-            for (int m = 1; m < M && !useful; m++)
-                useful = lc / (o->pd_straight ? 1 : m) < cand[m].v;
-            if (!useful)
-                continue;
+            int lmono = 1;
             for (int mp = 1; mp <= maxmp_all; mp++) {
                 double last = (lc + (4.0 * (mp - 1) * lp) / (bw * mp)) / mp;
                 if (o->pd_activation_comm) {
@@ -505,10 +495,44 @@ int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, 
                             last = tout;
                     }
                 }
+                L[mp] = last;
+                if (mp > 1 && last > L[mp - 1])
+                    lmono = 0;
+            }
+            if (!memc && !o->pd_straight && lmono && mono[kk] && !o->pd_reference) {
+                /* A[k][m - m'] never falls and the last stage's time never
+                 * rises as m' grows, so the best m' sits where they cross,
+                 * and the crossing only moves right as m grows: one sweep
+                 * gives the same minimum as trying every m'. */
+                int c = 1;
+                for (int m = 1; m < M; m++) {
+                    while (c <= m && Ak[m - c].v < L[c])
+                        c++;
+                    for (int mp = c - 1; mp <= c; mp++) {
+                        if (mp < 1 || mp > m)
+                            continue;
+                        work++;
+                        double prev = Ak[m - mp].v;
+                        double pt = prev > L[mp] ? prev : L[mp];
+                        if (pt < cand[m].v)
+                            cand[m] = (pdentry){pt, kk, (short)(m - mp), (short)mp};
+                    }
+                }
+                continue;
+            }
+            /* suffix max of the current candidates: a last stage no
+             * faster than every candidate from m = m' on cannot help */
+            sufmax[M] = -INFINITY;
+            for (int m = M - 1; m >= 1; m--)
+                sufmax[m] = cand[m].v > sufmax[m + 1] ? cand[m].v : sufmax[m + 1];
+            for (int mp = 1; mp <= maxmp_all; mp++) {
+                double last = L[mp];
+                if (last >= sufmax[mp] && !o->pd_reference)
+                    continue;
                 for (int m = mp; m < M; m++) {
                     work++;
-                    if (last >= cand[m].v)
-                        continue; /* cannot improve (ties keep the first) */
+                    if (last >= cand[m].v && !o->pd_reference)
+                        continue; /* ties keep the first found */
                     if (memc) {
                         double stash = (la + lp) * ceil((double)(M - (m + 1)) / mp);
                         if (stash > memsz)
@@ -531,6 +555,10 @@ int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, 
                 best = cand[m];
             Aj[m] = best;
         }
+        mono[jj] = 1;
+        for (int m = 0; m < M && mono[jj]; m++)
+            if (isnan(Aj[m].v) || (m > 0 && Aj[m].v > Aj[m - 1].v))
+                mono[jj] = 0;
         if (o->time_limit_s > 0 && ps_now_s() - t0 > o->time_limit_s) {
             r->feasible = 0;
             snprintf(r->note, sizeof r->note,
@@ -591,6 +619,9 @@ done:
     free(stamp);
     free(stack);
     free(cand);
+    free(L);
+    free(sufmax);
+    free(mono);
     pdst_free(&s);
     return rc;
 }

@@ -281,6 +281,7 @@ int pp_plan_piper_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int 
     }
     if (over) {
         r->feasible = 0;
+        r->budget_exceeded = 1;
         r->states = maxi;
         snprintf(r->note, sizeof r->note,
                  "piper: more than %ld ideals (downsets); their number is exponential in the "
@@ -374,6 +375,7 @@ int pp_plan_piper_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int 
         if (pairs > maxpairs) {
             free(subs);
             r->feasible = 0;
+            r->budget_exceeded = 1;
             r->states = (long long)NI;
             r->work = work;
             snprintf(r->note, sizeof r->note,
