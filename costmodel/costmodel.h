@@ -38,10 +38,13 @@ int cm_phase_from_name(const char *name);
 
 typedef struct cm_pred {
     double time_s;
-    double rel_uncertainty; /* relative 1-sigma-like spread: exact hits carry
-                               the measurement's (p90-p10)/2/median, fits the
-                               leave-one-out error of their neighbourhood,
-                               rooflines a fixed 0.5 (fitted eff) or 1.0 */
+    double rel_uncertainty; /* relative spread: exact hits carry the
+                               measurement's (p90-p10)/2/median, fits their
+                               group's median leave-one-out error (or the
+                               neighbourhood's residual spread if larger),
+                               rooflines the median error of the fitted
+                               roofline on that kind (at least 0.1), or 1.0
+                               with default efficiencies */
     cm_source source;
     double flops, bytes; /* of the op actually timed (after phase mapping) */
     int npoints;         /* measurements behind a fit (0 otherwise) */

@@ -135,10 +135,12 @@ int cm_validate(const ps_db_row *rows, size_t nrows, const cm_device *dev,
     json_object_set_new(r, "sources", src);
     json_object_set_new(r, "method",
                         json_string("local linear regression of log time on log2 dims per "
-                                    "(kind, dtype, variant), tricube weights over the nearest "
-                                    "neighbours, ridge towards the group's global slopes; "
-                                    "roofline with fitted efficiencies where a group is "
-                                    "too small"));
+                                    "(kind, dtype, variant): tricube-weighted nearest "
+                                    "neighbours under per-feature distance weights, noise "
+                                    "weights, one bisquare pass, ridge towards the group's "
+                                    "global slopes; a sibling group as base where "
+                                    "leave-one-out prefers it; roofline with fitted "
+                                    "efficiencies where nothing was measured"));
     *report = r;
     if (points) {
         *points = pts;
