@@ -30,6 +30,11 @@ static void plan_help(void)
         "  --schedule 1f1b|gpipe|zb-h1     simulated schedule (default 1f1b; GraphPipe's on DAGs)\n"
         "  --time-limit S      give up a search after S seconds\n"
         "pipedream:\n"
+        "  --pipedream-cost plansim|pipedream  plansim (default): PipeDream's search space as\n"
+        "                      the GraphPipe paper ran it (the model linearized into its op\n"
+        "                      sequence, contiguous stages with replication, 1F1B) scored with\n"
+        "                      plansim's cost model, like graphpipe; pipedream: its optimizer's\n"
+        "                      own cost model and antichain states (the options below)\n"
         "  --pipedream-states auto|antichain|topo   auto: antichain states when there are at\n"
         "                      most 20000 of them, else the op order linearized\n"
         "  --pipedream-comm    include 2*act/BW transfers (PipeDream: activation compression)\n"
@@ -44,7 +49,7 @@ static void plan_help(void)
         "\n"
         "JSON: planner, throughput_samples_per_s, search_time_s, num_stages, depth,\n"
         "devices_used, microbatch, objective, objective_name, predicted_time_per_sample_s,\n"
-        "bottleneck_stage_time_s (PipeDream's value, NaN for the others), states,\n"
+        "bottleneck_stage_time_s (the bottleneck stage's time per micro-batch), states,\n"
         "sp_rewrites, note, and the simulation's fields (iteration_s, bubble_fraction,\n"
         "peak_inflight, stage_busy_s, peak_device_bytes, oom, ...).\n");
 }
@@ -72,6 +77,7 @@ enum {
     O_PDBW,
     O_PIPERMAX,
     O_SPALIGNED,
+    O_PDCOST,
 };
 
 static void set_num(json_t *j, const char *k, double v)
@@ -104,10 +110,12 @@ int pp_cli_plan(int argc, char **argv)
         {"pipedream-bandwidth", required_argument, 0, O_PDBW},
         {"piper-max-ideals", required_argument, 0, O_PIPERMAX},
         {"sp-aligned", no_argument, 0, O_SPALIGNED},
+        {"pipedream-cost", required_argument, 0, O_PDCOST},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *model = NULL, *builtin = NULL, *cluster = NULL, *planner = NULL, *out = NULL;
     const char *trace = NULL, *select = "sim", *opt = "adam", *sched = NULL, *pdstates = "auto";
+    const char *pdcost = "plansim";
     long devices = 0, micro = 0, mini = 128, branches = 0, pipermax = 0;
     double tlimit = 0, pdbw = 0;
     int json = 0, pdcomm = 0, pdmem = 0, pdfirst = 0, spal = 0, c;
@@ -140,6 +148,7 @@ int pp_cli_plan(int argc, char **argv)
             bad = ps_cli_long(argv[0], "--piper-max-ideals", optarg, &pipermax);
             break;
         case O_SPALIGNED: spal = 1; break;
+        case O_PDCOST: pdcost = optarg; break;
         case 'h': plan_help(); return 0;
         default: return ps_cli_usage(argv[0], "bad option");
         }
@@ -180,6 +189,12 @@ int pp_cli_plan(int argc, char **argv)
         po.pd_states = PP_PD_STATES_TOPO;
     else
         return ps_cli_usage(argv[0], "--pipedream-states: auto, antichain or topo");
+    if (!strcmp(pdcost, "plansim"))
+        po.pd_cost = PP_PD_COST_PLANSIM;
+    else if (!strcmp(pdcost, "pipedream"))
+        po.pd_cost = PP_PD_COST_PIPEDREAM;
+    else
+        return ps_cli_usage(argv[0], "--pipedream-cost: plansim or pipedream");
     po.pd_activation_comm = pdcomm;
     po.pd_memory_constraint = pdmem;
     po.pd_first_source_only = pdfirst;
@@ -225,15 +240,18 @@ int pp_cli_plan(int argc, char **argv)
         json_object_set_new(j, "devices_used", json_integer(r.devices_used));
         json_object_set_new(j, "microbatch", json_integer(r.microbatch));
         set_num(j, "objective", r.objective);
-        json_object_set_new(
-            j, "objective_name",
-            json_string(pk == PP_PLANNER_PIPEDREAM ? "bottleneck_stage_time_s"
-                        : pk == PP_PLANNER_PIPER   ? "time_per_microbatch_s"
-                                                   : "time_per_sample_s"));
+        json_object_set_new(j, "objective_name",
+                            r.objective_name ? json_string(r.objective_name) : json_null());
         set_num(j, "planner_time_per_sample_s", r.objective_tps_s);
         set_num(j, "predicted_time_per_sample_s", r.predicted_tps_s);
         set_num(j, "predicted_throughput_samples_per_s", r.predicted_throughput_samples_per_s);
-        set_num(j, "bottleneck_stage_time_s", pk == PP_PLANNER_PIPEDREAM ? r.objective : NAN);
+        /* the bottleneck stage's time per micro-batch (PipeDream's "time per
+         * stage in pipeline"): its own objective, or the TPS x b */
+        set_num(j, "bottleneck_stage_time_s",
+                !r.feasible ? NAN
+                : (r.objective_name && !strcmp(r.objective_name, "bottleneck_stage_time_s"))
+                    ? r.objective
+                    : r.objective_tps_s * r.microbatch);
         json_object_set_new(j, "states", json_integer(r.states));
         json_object_set_new(j, "sp_rewrites", json_integer(r.sp_rewrites));
         json_object_set_new(j, "model_ops", json_integer(r.model_ops));
@@ -250,10 +268,7 @@ int pp_cli_plan(int argc, char **argv)
                pp_planner_name(pk), devices, cluster, r.num_stages, r.depth, r.devices_used,
                r.microbatch);
         printf("  search %.4g s (%lld states); objective %.6g (%s)\n", r.search_time_s,
-               r.states, r.objective,
-               pk == PP_PLANNER_PIPEDREAM ? "bottleneck stage time, s"
-               : pk == PP_PLANNER_PIPER   ? "time per micro-batch, s"
-                                          : "time per sample, s");
+               r.states, r.objective, r.objective_name ? r.objective_name : "?");
         printf("  predicted %.6g samples/s; simulated %.6g samples/s (iteration %.6g s, bubble "
                "%.3g)%s\n",
                r.predicted_throughput_samples_per_s, r.throughput_samples_per_s, r.iteration_s,

@@ -419,13 +419,22 @@ static int slot_sample(slot *sl, int r, int check, ps_err *e)
     }
 }
 
+/* Progress inside a group: ops [base, base + n) of the suite, reported as
+ * fractions of the group as rounds complete. */
+typedef struct group_progress {
+    const ps_cpu_profile_opts *o;
+    size_t base, total;
+} group_progress;
+
 /* Measure n ops together: calibrate each, then `repeats` rounds that take
  * one sample of every op in turn.  Interleaving spreads a slow period (a
  * neighbour hammering the shared cache, memory bus or sibling hyper-thread,
  * which steals no CPU time and so escapes the retake check) over one
  * sample of many ops, where the median discards it, instead of over every
- * sample of one op. */
-static int measure_group(slot *sl, int n, ps_stats *out, ps_err *e)
+ * sample of one op.  Groups are large (a round of the quick suite takes
+ * seconds) so that even a slow period of a second or two touches one round,
+ * not all of them. */
+static int measure_group(slot *sl, int n, ps_stats *out, const group_progress *gp, ps_err *e)
 {
     int rc = 0, maxrep = 0;
     for (int i = 0; i < n && !rc; i++) {
@@ -434,10 +443,14 @@ static int measure_group(slot *sl, int n, ps_stats *out, ps_err *e)
             maxrep = sl[i].it->repeats;
     }
     int check = ps_cpu_blas_threads() == 1;
-    for (int r = 0; r < maxrep && !rc; r++)
+    for (int r = 0; r < maxrep && !rc; r++) {
         for (int i = 0; i < n && !rc; i++)
             if (r < sl[i].it->repeats)
                 rc = slot_sample(&sl[i], r, check, e);
+        if (gp && gp->o && gp->o->progress)
+            gp->o->progress(gp->o->user, gp->base + (size_t)n * (size_t)(r + 1) / (size_t)maxrep,
+                            gp->total, &sl[0].it->op);
+    }
     for (int i = 0; i < n && !rc; i++)
         ps_stats_compute(sl[i].samples, sl[i].it->repeats, &out[i]);
     return rc;
@@ -456,7 +469,7 @@ int ps_cpu_measure_op(const ps_op *op, int warmup, int repeats, double min_time_
     if (!(sl.samples = calloc((size_t)repeats, sizeof *sl.samples)))
         return ps_errf(e, PS_ERUN, "out of memory");
     if (!(rc = bench_prepare(&sl.b, op, e))) {
-        rc = measure_group(&sl, 1, out, e);
+        rc = measure_group(&sl, 1, out, NULL, e);
         bench_free(&sl.b);
     }
     free(sl.samples);
@@ -683,10 +696,10 @@ static double cpu_estimate_s(const ps_suite *s, double flops_per_s, double bytes
     return total;
 }
 
-/* Ops measured together (interleaved rounds, see measure_group): enough to
- * spread a slow period thin, few enough that their buffers stay small. */
-#define PS_GROUP_OPS 48
-#define PS_GROUP_BYTES (512.0 * 1024 * 1024)
+/* Ops measured together (interleaved rounds, see measure_group): as many as
+ * fit in PS_GROUP_BYTES of buffers (at most an eighth of the memory). */
+#define PS_GROUP_OPS 4096
+#define PS_GROUP_BYTES (2048.0 * 1024 * 1024)
 
 int ps_profile_run_cpu(const ps_suite *s, const ps_cpu_profile_opts *o, ps_db_writer *w,
                        ps_err *e)
@@ -727,10 +740,12 @@ int ps_profile_run_cpu(const ps_suite *s, const ps_cpu_profile_opts *o, ps_db_wr
         /* A group: consecutive ops up to PS_GROUP_OPS and PS_GROUP_BYTES of
          * buffers (always at least one op). */
         int n = 0;
-        double bytes = 0;
+        double bytes = 0, cap = PS_GROUP_BYTES, mem = phys_mem_bytes();
+        if (mem > 0 && mem / 8 < cap)
+            cap = mem / 8;
         while (i + (size_t)n < s->n && n < PS_GROUP_OPS) {
             double ob = op_alloc_bytes(&s->items[i + (size_t)n].op);
-            if (n > 0 && bytes + ob > PS_GROUP_BYTES)
+            if (n > 0 && bytes + ob > cap)
                 break;
             bytes += ob;
             n++;
@@ -748,8 +763,9 @@ int ps_profile_run_cpu(const ps_suite *s, const ps_cpu_profile_opts *o, ps_db_wr
         }
         if (rc)
             ready--; /* the failed slot freed its own */
+        group_progress gp = {o, i, s->n};
         if (!rc)
-            rc = measure_group(sl, n, st, e);
+            rc = measure_group(sl, n, st, &gp, e);
         for (int j = 0; j < n && !rc; j++)
             if (ps_db_writer_add_op(w, &sl[j].it->op, ps_cpu_op_backend(&sl[j].it->op), "clock",
                                     &st[j], NAN, e) < 0)

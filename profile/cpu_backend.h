@@ -6,7 +6,8 @@
  *  1. inputs get fresh random non-zero data (|x| in [1/16, 1], random sign:
  *     zeros would hide unwritten outputs and take fast paths real data does
  *     not);
- *  2. ops are measured in groups of consecutive suite ops: each is run
+ *  2. ops are measured in groups of consecutive suite ops (buffers up to
+ *     2 GB, an eighth of the memory at most): each is run
  *     `warmup` times, then calibrated (1, 4, 16, ... back-to-back runs until
  *     they take a tenth of min_time_s → the iteration count that fills
  *     min_time_s);

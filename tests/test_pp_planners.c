@@ -214,7 +214,13 @@ static void test_sp_rewrite_n(void **st)
 
 /* ---- GraphPipe = exhaustive on SP-aligned plans ---- */
 
-static void sp_only(pp_popts *o) { o->ex_sp_aligned = 1; }
+static int no_joins;
+static void sp_only(pp_popts *o)
+{
+    o->ex_sp_aligned = 1;
+    o->gp_no_join_merge = no_joins;
+}
+static void gp_opts(pp_popts *o) { o->gp_no_join_merge = no_joins; }
 
 static void test_graphpipe_vs_exhaustive(void **st)
 {
@@ -238,7 +244,8 @@ static void test_graphpipe_vs_exhaustive(void **st)
         pp_pcluster pc;
         pp_pcluster_uniform(&pc, N, mem, 4, (cm_ab){2e-6 * urand(), 1e9 + 1e10 * urand()});
         pp_presult a, x;
-        run_planner(g, &pc, PP_PLANNER_GRAPHPIPE, B, mb, &a, NULL);
+        no_joins = it % 3 == 0; /* both search spaces */
+        run_planner(g, &pc, PP_PLANNER_GRAPHPIPE, B, mb, &a, gp_opts);
         run_planner(g, &pc, PP_PLANNER_EXHAUSTIVE, B, mb, &x, sp_only);
         if (a.feasible != x.feasible)
             fail_msg("case %d: feasible graphpipe %d exhaustive %d (%s / %s)", it, a.feasible,
@@ -261,6 +268,54 @@ static void test_graphpipe_vs_exhaustive(void **st)
     assert_true(mem_bound >= 1); /* the memory check is exercised */
     fprintf(stderr, "    graphpipe = exhaustive on %d random SP graphs (%d infeasible in both)\n",
             cases, mem_bound);
+}
+
+/* Join absorption: two branches of three ops into a join and a small head
+ * on 6 devices — the best plan puts the join and the head into the last
+ * stage of a branch (as in the paper's case study): {1,2,join,head} on two
+ * replicas, the other ops one device each: (2 + 0.02) ms / 2. */
+static void test_join_absorption(void **st)
+{
+    (void)st;
+    gbuild b = {.n = 8};
+    int E[][2] = {{0, 1}, {1, 2}, {3, 4}, {4, 5}, {2, 6}, {5, 6}, {6, 7}};
+    for (int k = 0; k < 7; k++) {
+        b.ef[b.ne] = E[k][0];
+        b.et[b.ne++] = E[k][1];
+    }
+    ps_err e = {0};
+    pp_pgraph *g = pp_pgraph_new(8, &e);
+    for (int v = 0; v < 8; v++) {
+        double t = v < 6 ? 1e-3 : 1e-5; /* join and head: cheap */
+        OK(pp_pgraph_set_op(g, v, NULL, 0, 1, 0, &e_));
+        OK(pp_pgraph_set_op_times(g, v, 0, t / 3, 0, 2 * t / 3, &e_));
+    }
+    for (int k = 0; k < b.ne; k++)
+        OK(pp_pgraph_add_edge(g, b.ef[k], b.et[k], &e_));
+    OK(pp_pgraph_finish(g, &e_));
+    pp_pcluster pc;
+    pp_pcluster_uniform(&pc, 6, 0, 4, (cm_ab){0, 1e10});
+    pp_presult a, nj, x;
+    no_joins = 0;
+    run_planner(g, &pc, PP_PLANNER_GRAPHPIPE, 8, 8, &a, gp_opts);
+    no_joins = 1;
+    run_planner(g, &pc, PP_PLANNER_GRAPHPIPE, 8, 8, &nj, gp_opts);
+    no_joins = 0;
+    run_planner(g, &pc, PP_PLANNER_EXHAUSTIVE, 8, 8, &x, sp_only);
+    REL(a.objective, 1.01e-3, 1e-12);
+    assert_true(nj.objective > 1.2e-3); /* the head needs a device of its own */
+    REL(x.objective, a.objective, 1e-12);
+    int merged = 0;
+    for (int i = 0; i < a.nstages; i++)
+        for (int k = 0; k < a.stages[i].nops; k++)
+            if (a.stages[i].ops[k] == 6 && a.stages[i].ops[0] < 3)
+                merged = 1; /* the join sits with ops of the first branch */
+    assert_true(merged);
+    assert_int_equal(a.depth, 3); /* the shallowest such plan: {3,4} x2 -> {5} -> M */
+    pp_presult_free(&a);
+    pp_presult_free(&nj);
+    pp_presult_free(&x);
+    pp_pgraph_free(g);
 }
 
 /* Over all convex partitions the oracle can only do better; it says by how
@@ -296,7 +351,12 @@ static void test_exhaustive_gap(void **st)
 
 /* ---- chains: GraphPipe and PipeDream tie ---- */
 
-static void topo_states(pp_popts *o) { o->pd_states = PP_PD_STATES_TOPO; }
+static void faithful(pp_popts *o) { o->pd_cost = PP_PD_COST_PIPEDREAM; }
+static void topo_states(pp_popts *o)
+{
+    o->pd_cost = PP_PD_COST_PIPEDREAM;
+    o->pd_states = PP_PD_STATES_TOPO;
+}
 
 static void test_chain_parity(void **st)
 {
@@ -312,7 +372,7 @@ static void test_chain_parity(void **st)
         pp_pcluster_uniform(&pc, N, 0, 4, (cm_ab){0, 1e10});
         pp_presult a, d, d2;
         run_planner(g, &pc, PP_PLANNER_GRAPHPIPE, 840, 840, &a, NULL);
-        run_planner(g, &pc, PP_PLANNER_PIPEDREAM, 840, 840, &d, NULL);
+        run_planner(g, &pc, PP_PLANNER_PIPEDREAM, 840, 840, &d, faithful);
         run_planner(g, &pc, PP_PLANNER_PIPEDREAM, 840, 840, &d2, topo_states);
         assert_true(a.feasible && d.feasible && d2.feasible);
         REL(d.objective_tps_s, a.objective, 1e-12);
@@ -323,6 +383,38 @@ static void test_chain_parity(void **st)
         pp_presult_free(&a);
         pp_presult_free(&d);
         pp_presult_free(&d2);
+        pp_pgraph_free(g);
+    }
+}
+
+/* With plansim's cost model (the default), PipeDream's search space on a
+ * chain is GraphPipe's: the same plans, whatever the costs. */
+static void test_chain_parity_plansim_cost(void **st)
+{
+    (void)st;
+    rng_state = 2024;
+    for (int it = 0; it < 30; it++) {
+        int n = 2 + (int)(rnd() % 14), N = 1 + (int)(rnd() % 12);
+        gparams p = {.fix = 1, .param = 1, .out = 1, .act = 1};
+        pp_pgraph *g = chain(n, &p);
+        pp_pcluster pc;
+        double mem = rnd() % 2 ? 0 : 2e7 + urand() * 1e7;
+        pp_pcluster_uniform(&pc, N, mem, 4, (cm_ab){1e-5 * urand(), 1e9 + 1e10 * urand()});
+        pp_presult a, d;
+        int B = 1 << (rnd() % 6);
+        run_planner(g, &pc, PP_PLANNER_GRAPHPIPE, B, 0, &a, NULL);
+        run_planner(g, &pc, PP_PLANNER_PIPEDREAM, B, 0, &d, NULL);
+        assert_int_equal(a.feasible, d.feasible);
+        if (a.feasible) {
+            REL(d.objective, a.objective, 0);
+            REL(d.tps_s, a.tps_s, 0);
+            assert_int_equal(d.microbatch, a.microbatch);
+            assert_int_equal(d.nstages, a.nstages);
+            assert_true(d.sequential);
+            assert_int_equal(d.depth, d.nstages); /* a sequential pipeline */
+        }
+        pp_presult_free(&a);
+        pp_presult_free(&d);
         pp_pgraph_free(g);
     }
 }
@@ -349,7 +441,7 @@ static void test_pipedream_by_hand(void **st)
     pp_pcluster pc;
     pp_pcluster_uniform(&pc, 2, 0, 4, (cm_ab){0, 1e9});
     pp_presult d;
-    run_planner(g, &pc, PP_PLANNER_PIPEDREAM, 1, 1, &d, NULL);
+    run_planner(g, &pc, PP_PLANNER_PIPEDREAM, 1, 1, &d, faithful);
     assert_true(d.feasible);
     REL(d.objective, 3.0, 1e-15);
     assert_int_equal(d.nstages, 2);
@@ -360,7 +452,7 @@ static void test_pipedream_by_hand(void **st)
      * {a} x2 = 1.5 and {b,c} x2: (3 + 4*1e9*1/(2e9))/2 = 2.5; {a}x2,{b}x1,{c}x1:
      * max(1.5, 1, 2) = 2; {a}x3 {b,c}x1: 3 ... best is {a}x2,{b}x1,{c}x1 = 2. */
     pp_pcluster_uniform(&pc, 4, 0, 4, (cm_ab){0, 1e9});
-    run_planner(g, &pc, PP_PLANNER_PIPEDREAM, 1, 1, &d, NULL);
+    run_planner(g, &pc, PP_PLANNER_PIPEDREAM, 1, 1, &d, faithful);
     REL(d.objective, 2.0, 1e-15);
     pp_presult_free(&d);
     pp_pgraph_free(g);
@@ -371,6 +463,7 @@ static void test_pipedream_by_hand(void **st)
 static int pd_mode;
 static void pd_tweak(pp_popts *o)
 {
+    o->pd_cost = PP_PD_COST_PIPEDREAM;
     o->pd_states = PP_PD_STATES_ANTICHAIN;
     o->pd_reference = pd_mode & 1;
     o->pd_activation_comm = (pd_mode >> 1) & 1;
@@ -462,7 +555,7 @@ static void test_budgets(void **st)
     assert_non_null(strstr(r.note, "exponential"));
     pp_presult_free(&r);
     /* PipeDream: too many antichain states -> linearized in AUTO */
-    run_planner(g, &pc, PP_PLANNER_PIPEDREAM, 32, 4, &r, NULL);
+    run_planner(g, &pc, PP_PLANNER_PIPEDREAM, 32, 4, &r, faithful);
     assert_true(r.feasible);
     assert_int_equal(r.pd_states_used, PP_PD_STATES_TOPO);
     assert_non_null(strstr(r.note, "linearized"));
@@ -518,8 +611,10 @@ int main(void)
         cmocka_unit_test(test_sp_chain_forkjoin),
         cmocka_unit_test(test_sp_rewrite_n),
         cmocka_unit_test(test_graphpipe_vs_exhaustive),
+        cmocka_unit_test(test_join_absorption),
         cmocka_unit_test(test_exhaustive_gap),
         cmocka_unit_test(test_chain_parity),
+        cmocka_unit_test(test_chain_parity_plansim_cost),
         cmocka_unit_test(test_pipedream_by_hand),
         cmocka_unit_test(test_pipedream_fast_equals_reference),
         cmocka_unit_test(test_piper_vs_exhaustive),

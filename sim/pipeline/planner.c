@@ -650,9 +650,12 @@ int pp_presult_finish(pp_pgraph *g, const pp_pcluster *pc, int minibatch, pp_pre
     r->tps_s = 0;
     r->depth = 0;
     r->devices_used = 0;
+    if (r->sequential) /* the stages run as a chain in this order */
+        for (int i = 0; i < ns; i++)
+            dsorted[i] = ns - i;
     for (int i = 0; i < ns && !rc; i++) {
         pp_pstage *st = &r->stages[i];
-        if (st->inflight <= 0)
+        if (st->inflight <= 0 || r->sequential)
             st->inflight = dsorted[i];
         rc = pp_pg_stage_eval(g, pc, st->ops, st->nops, st->microbatch, st->replicas, minibatch,
                               st->inflight, &st->tps_s, &st->mem_bytes, e);
@@ -757,6 +760,7 @@ int pp_planner_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, pp_pr
     pp_presult best = {0};
     int have = 0, rc = 0;
     char last_note[512] = "", carry_note[512] = "";
+    int budget_hit = 0;
     for (int i = 0; i < nc && !rc; i++) {
         pp_presult cur;
         memset(&cur, 0, sizeof cur);
@@ -772,6 +776,7 @@ int pp_planner_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, pp_pr
         r->states += cur.states;
         r->work += cur.work;
         int stop = !rc && cur.budget_exceeded; /* the state space is the same for every b */
+        budget_hit |= stop;
         if (!rc && o->planner == PP_PLANNER_PIPEDREAM && o->pd_states == PP_PD_STATES_AUTO &&
             cur.pd_states_used == PP_PD_STATES_TOPO) {
             oo.pd_states = PP_PD_STATES_TOPO; /* the antichain count does not depend on b */
@@ -819,6 +824,7 @@ int pp_planner_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, pp_pr
                  last_note[0] ? last_note : "no plan fits (memory or budget)");
     }
     r->planner = o->planner;
+    r->budget_exceeded = budget_hit;
     r->search_time_s = wall;
     r->states = states;
     r->work = work;

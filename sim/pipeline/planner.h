@@ -169,6 +169,8 @@ const char *pp_planner_name(pp_planner_kind k);
 pp_planner_kind pp_planner_parse(const char *s); /* 0 if unknown */
 
 /* PipeDream's state space. */
+enum { PP_PD_COST_PLANSIM = 0, PP_PD_COST_PIPEDREAM = 1 };
+
 typedef enum {
     PP_PD_STATES_AUTO = 0,      /* antichain DAG when it has <= pd_auto_states
                                    states, else the linearized chain */
@@ -188,8 +190,20 @@ typedef struct pp_popts {
 
     /* graphpipe */
     int gp_max_stage_devices;   /* 0 = no cap on replicas per stage */
+    int gp_no_join_merge;       /* 1: stages are SP intervals only (no join
+                                   absorption, see the search space) */
 
-    /* pipedream (defaults = PipeDream's own defaults except where noted) */
+    /* pipedream.  pd_cost selects the cost model:
+     *   PP_PD_COST_PLANSIM (default): PipeDream's search space as the GraphPipe
+     *     paper ran it — the model linearized into its operator sequence,
+     *     every contiguous partition with replication, 1F1B — scored with the
+     *     shared cost model and 1F1B memory (in-flight = stages after + 1),
+     *     like GraphPipe: the difference between the two is then only the
+     *     stage graph.  It is GraphPipe's DP on a one-series-node tree.
+     *   PP_PD_COST_PIPEDREAM: optimizer_graph_hierarchical.py's own cost model
+     *     and state space (below); its bottleneck stage time is the objective.
+     * The remaining pd_ options apply to PP_PD_COST_PIPEDREAM. */
+    int pd_cost;
     pp_pd_states pd_states;
     long pd_auto_states;        /* AUTO threshold; 0 = 20000 */
     long pd_max_states;         /* antichain enumeration budget; 0 = 2,000,000 */
@@ -253,6 +267,9 @@ typedef struct pp_presult {
     long long work;          /* inner-loop evaluations (for scaling reports) */
     int sp_rewrites;         /* graphpipe: SP-ization cuts */
     int pd_states_used;      /* pipedream: PP_PD_STATES_ANTICHAIN or _TOPO */
+    int sequential;          /* a sequential pipeline (pipedream, piper): the
+                                stages form a chain in their order, in-flight
+                                p - i + 1 (pp_presult_finish sets it) */
     int budget_exceeded;     /* the state space outgrew its budget (the same
                                 for every micro-batch size) */
     double gap_vs_sp;        /* exhaustive (all convex): best SP-aligned TPS /
@@ -325,6 +342,7 @@ typedef struct pp_point_result {
     double throughput_samples_per_s; /* simulated on the engine (0 on OOM) */
     double iteration_s;           /* simulated */
     double objective;             /* the planner's own objective */
+    const char *objective_name;   /* its unit (static string) */
     double objective_tps_s;       /* ... as time per sample */
     double predicted_tps_s;       /* bottleneck TPS, shared cost model */
     double predicted_throughput_samples_per_s; /* B / predicted_iteration_s */

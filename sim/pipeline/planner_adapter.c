@@ -307,9 +307,16 @@ int pp_plan_point(const pp_point_spec *s, pp_point_result *out, ps_err *e)
             break;
         search += r.search_time_s;
         out->states += r.states;
+        /* what does not depend on b is decided once */
+        if (o.planner == PP_PLANNER_PIPEDREAM && o.pd_states == PP_PD_STATES_AUTO &&
+            r.pd_states_used == PP_PD_STATES_TOPO)
+            o.pd_states = PP_PD_STATES_TOPO;
         if (!r.feasible) {
             snprintf(note, sizeof note, "%s", r.note);
+            int stop = r.budget_exceeded;
             pp_presult_free(&r);
+            if (stop)
+                break; /* the state space is the same for every b */
             continue;
         }
         pp_plan *p = pp_presult_to_plan(&r, m, &c, s->minibatch, e);
@@ -362,6 +369,7 @@ int pp_plan_point(const pp_point_spec *s, pp_point_result *out, ps_err *e)
     }
     out->feasible = 1;
     out->objective = best_r.objective;
+    out->objective_name = best_r.objective_name;
     out->objective_tps_s = best_r.objective_tps_s;
     out->predicted_tps_s = best_r.tps_s;
     out->predicted_throughput_samples_per_s =

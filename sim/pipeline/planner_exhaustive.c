@@ -218,13 +218,45 @@ static void rec(exst *s, uint32_t unassigned)
     }
 }
 
-static void sp_intervals(const pp_sp_tree *t, int x, unsigned char *is_iv)
+static uint32_t node_mask(const pp_sp_tree *t, int x, int from_child)
+{
+    const pp_sp_node *nd = &t->nodes[x];
+    if (nd->kind == PP_SP_LEAF)
+        return 1u << nd->op;
+    uint32_t m = 0;
+    for (int c = from_child; c < nd->nchildren; c++) {
+        const pp_sp_node *cn = &t->nodes[nd->children[c]];
+        for (int p = cn->first; p < cn->first + cn->count; p++)
+            m |= 1u << t->order[p];
+    }
+    return m;
+}
+
+/* GraphPipe's stage sets: SP intervals, and (joins) the join-absorbing sets:
+ * a suffix of the first branch of a parallel child of a series node plus the
+ * series node's following children up to some j. */
+static void sp_intervals(const pp_sp_tree *t, int x, int joins, unsigned char *is_iv)
 {
     const pp_sp_node *nd = &t->nodes[x];
     if (nd->kind == PP_SP_LEAF) {
         is_iv[1u << nd->op] = 1;
         return;
     }
+    if (joins && nd->kind == PP_SP_SERIES)
+        for (int i = 0; i + 1 < nd->nchildren; i++) {
+            const pp_sp_node *P = &t->nodes[nd->children[i]];
+            if (P->kind != PP_SP_PARALLEL)
+                continue;
+            int b0 = P->children[0];
+            int kb = t->nodes[b0].kind == PP_SP_LEAF ? 1 : t->nodes[b0].nchildren;
+            for (int sidx = 0; sidx < kb; sidx++) {
+                uint32_t suf = node_mask(t, b0, sidx), tail = 0;
+                for (int j = i + 1; j < nd->nchildren; j++) {
+                    tail |= node_mask(t, nd->children[j], 0);
+                    is_iv[suf | tail] = 1;
+                }
+            }
+        }
     for (int i = 0; i < nd->nchildren; i++) {
         uint32_t m = 0;
         for (int j = i; j < nd->nchildren; j++) {
@@ -233,7 +265,7 @@ static void sp_intervals(const pp_sp_tree *t, int x, unsigned char *is_iv)
                 m |= 1u << t->order[p];
             is_iv[m] = 1;
         }
-        sp_intervals(t, nd->children[i], is_iv);
+        sp_intervals(t, nd->children[i], joins, is_iv);
     }
 }
 
@@ -294,7 +326,7 @@ int pp_plan_exhaustive_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o,
     }
     if ((rc = pp_sp_build(g, &t, e)))
         goto done;
-    sp_intervals(&t, t.root, s.is_iv);
+    sp_intervals(&t, t.root, !o->gp_no_join_merge, s.is_iv);
     r->sp_rewrites = t.rewrites;
     rec(&s, (uint32_t)(nm - 1));
     rc = s.failed;

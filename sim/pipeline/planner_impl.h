@@ -82,6 +82,10 @@ void pp_presult_clear_stages(pp_presult *r);
  * and picks the best predicted iteration time). */
 int pp_plan_graphpipe_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int b,
                         pp_presult *r, ps_err *e);
+/* GraphPipe's DP on the model linearized into its topological op order: a
+ * sequential pipeline's search space (PipeDream with plansim's cost model). */
+int pp_plan_linear_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int b,
+                     pp_presult *r, ps_err *e);
 int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int b,
                         pp_presult *r, ps_err *e);
 int pp_plan_piper_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int b,

@@ -138,6 +138,12 @@ static uint64_t hash_bits(const pp_word *b, size_t w)
         h ^= b[i] + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
         h *= 1099511628211ULL;
     }
+    /* finalizer (murmur3 fmix64): the table uses the low bits */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
     return h;
 }
 
@@ -300,6 +306,13 @@ static int cmp_sz(const void *a, const void *b)
 int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int b,
                         pp_presult *r, ps_err *e)
 {
+    r->sequential = 1;
+    if (o->pd_cost == PP_PD_COST_PLANSIM) {
+        int rc = pp_plan_linear_b(g, pc, o, b, r, e);
+        r->pd_states_used = PP_PD_STATES_TOPO;
+        r->sequential = 1;
+        return rc;
+    }
     int rc = pp_pg_closure(g, e);
     if (rc)
         return rc;
@@ -609,7 +622,12 @@ int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, 
             m = nm;
         }
         free(ops);
-        /* stages were added sink first; pp_presult_finish sorts them */
+        /* stages were found last first: put them in pipeline order */
+        for (int a = 0, z = r->nstages - 1; a < z; a++, z--) {
+            pp_pstage t = r->stages[a];
+            r->stages[a] = r->stages[z];
+            r->stages[z] = t;
+        }
     }
 done:
     free(ord);

@@ -62,6 +62,12 @@ static uint64_t hbits(const pp_word *b, size_t w)
         h ^= b[i] + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
         h *= 0x100000001b3ULL;
     }
+    /* finalizer (murmur3 fmix64): the table uses the low bits */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
     return h;
 }
 
@@ -270,6 +276,7 @@ int pp_plan_piper_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int 
     if (rc)
         return rc;
     r->objective_name = "time_per_microbatch_s";
+    r->sequential = 1;
     long maxi = o->piper_max_ideals > 0 ? o->piper_max_ideals : 40000;
     long long maxpairs = o->piper_max_pairs > 0 ? o->piper_max_pairs : 50000000LL;
     pideals p = {0};
@@ -314,9 +321,10 @@ int pp_plan_piper_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int 
     int *order = malloc(NI * sizeof(int)), *stamp = calloc(NI, sizeof(int));
     int *drops = malloc(NI * (size_t)(N + 1) * (size_t)(Sb + 2) * sizeof(int));
     char *rowchg = calloc(NI * (size_t)(N + 1), 1);
+    double *rowmax = malloc(((size_t)N + 1) * sizeof *rowmax);
     int *stack = malloc(NI * sizeof(int));
     double *tps = malloc(((size_t)N + 1) * (Sb + 1) * sizeof(double));
-    if (!p.comp || !p.par || !p.act || !dp || !order || !stamp || !stack || !tps || !drops || !rowchg) {
+    if (!p.comp || !p.par || !p.act || !dp || !order || !stamp || !stack || !tps || !drops || !rowchg || !rowmax) {
         rc = cells >= (size_t)3e8
                  ? ps_errf(e, PS_EINPUT, "piper: dp table of %zu cells is too large", cells)
                  : ps_errf(e, PS_ERUN, "piper: out of memory");
@@ -384,8 +392,21 @@ int pp_plan_piper_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int 
                      maxpairs, NI);
             goto done;
         }
+        /* rowmax[k]: an upper bound on max_s dp[id][k][s], refreshed now and
+         * then (cells only fall).  A stage whose load is no better cannot
+         * lower any cell of that row: every candidate is >= its load. */
+        for (int k = 0; k <= N; k++)
+            rowmax[k] = PINF;
         for (int q = 0; q < nsub; q++) {
             int sub = subs[q];
+            if ((q & 31) == 31)
+                for (int k = 0; k <= N; k++) {
+                    double mx = 0;
+                    for (int s2 = 1; s2 <= Sb; s2++)
+                        if (DP(id, k, s2) > mx)
+                            mx = DP(id, k, s2);
+                    rowmax[k] = mx;
+                }
             double comp, par, cut, a, bb;
             stage_terms(&c, id, sub, &comp, &par, &cut, &a, &bb);
             for (int d = 1; d <= N; d++) {
@@ -403,6 +424,8 @@ int pp_plan_piper_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int 
                  * only s = drop + d can set a new minimum; the monotone pass
                  * below carries it to the larger s. */
                 for (int k = d; k <= N; k++) {
+                    if (ld >= rowmax[k])
+                        continue;
                     /* a row equal to the one with a device less gives the
                      * same updates one k lower; the monotone pass carries
                      * them up */
@@ -557,6 +580,7 @@ done:
     free(dp);
     free(drops);
     free(rowchg);
+    free(rowmax);
     free(order);
     free(stamp);
     free(stack);
