@@ -151,6 +151,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/plansim/plots $(DESTDIR)$(PREFIX)/share/plansim/experiments
 	install -m 644 plots/*.gp $(DESTDIR)$(PREFIX)/share/plansim/plots/
 	install -m 644 experiments/*.json $(DESTDIR)$(PREFIX)/share/plansim/experiments/
+	install -d $(DESTDIR)$(PREFIX)/share/plansim/suites $(DESTDIR)$(PREFIX)/share/plansim/clusters
+	install -m 644 profile/suites/*.json $(DESTDIR)$(PREFIX)/share/plansim/suites/
+	install -m 644 experiments/clusters/*.json $(DESTDIR)$(PREFIX)/share/plansim/clusters/
 
 clean:
 	rm -rf $(BUILD) plansim
