@@ -135,9 +135,11 @@ test: deps
 test-fast: all $(TEST_BINS)
 	@./tests/run.sh $(BUILD)
 
+# Benchmarks measure; they assert nothing.  Numbers go to docs/, not tests.
 bench: deps
 	@$(MAKE) --no-print-directory all
 	./$(BUILD)/plansim des bench
+	./$(BUILD)/plansim pipeline bench
 
 demo: deps
 	@$(MAKE) --no-print-directory all
