@@ -22,6 +22,14 @@ static const ps_param_spec params[] = {
     {"devices", PS_PARAM_INT, NULL, "", "devices to plan for"},
     {"planner", PS_PARAM_STR, "\"graphpipe\"", "", "graphpipe | pipedream | piper | exhaustive"},
     {"minibatch", PS_PARAM_INT, "128", "", "samples per iteration B"},
+    {"minibatch_per_device", PS_PARAM_INT, "0", "",
+     "> 0: B = devices x this (weak scaling, as the paper sets B near the memory limit)"},
+    {"microbatch_from", PS_PARAM_STR, "\"\"", "",
+     "with microbatch 0: plan at the micro-batch this planner chose (ablation); \"\" = own"},
+    {"pipedream_cost", PS_PARAM_STR, "\"plansim\"", "",
+     "PipeDream's cost model: plansim (the shared one) | pipedream (its optimizer's own)"},
+    {"pipedream_states", PS_PARAM_STR, "\"auto\"", "",
+     "PipeDream's states: antichain (its optimizer) | topo (one topological order) | auto"},
     {"microbatch", PS_PARAM_INT, "0", "", "samples per micro-batch b (0 = the planner chooses)"},
     {"select_by_sim", PS_PARAM_BOOL, "true", "",
      "with microbatch 0: keep the candidate b whose plan simulates fastest"},
@@ -101,6 +109,20 @@ static int spec_of(const ps_point *p, pp_point_spec *s, char *path, size_t n, ps
                        "planner: unknown \"%s\" (expected graphpipe, pipedream, piper, exhaustive)",
                        ps_point_str(p, "planner"));
     s->minibatch = (int)ps_point_int(p, "minibatch");
+    if (ps_point_int(p, "minibatch_per_device") > 0)
+        s->minibatch = (int)(ps_point_int(p, "minibatch_per_device") * ps_point_int(p, "devices"));
+    const char *from = ps_point_str(p, "microbatch_from");
+    s->microbatch_from = *from ? pp_planner_parse(from) : 0;
+    if (*from && !s->microbatch_from)
+        return ps_errf(e, PS_EINPUT, "microbatch_from: unknown planner \"%s\"", from);
+    const char *ps = ps_point_str(p, "pipedream_states");
+    if (strcmp(ps, "auto") && strcmp(ps, "antichain") && strcmp(ps, "topo"))
+        return ps_errf(e, PS_EINPUT,
+                       "pipedream_states: unknown \"%s\" (expected auto, antichain or topo)", ps);
+    const char *pc = ps_point_str(p, "pipedream_cost");
+    if (strcmp(pc, "plansim") && strcmp(pc, "pipedream"))
+        return ps_errf(e, PS_EINPUT,
+                       "pipedream_cost: unknown \"%s\" (expected plansim or pipedream)", pc);
     s->microbatch = (int)ps_point_int(p, "microbatch");
     s->select_by_sim = ps_point_bool(p, "select_by_sim");
     int opt = cm_optimizer_from_name(ps_point_str(p, "optimizer"));
@@ -140,6 +162,12 @@ static int run(const ps_point *p, double *m, ps_err *e)
     o.microbatch = s.microbatch;
     o.time_limit_s = ps_point_num(p, "time_limit_s");
     o.piper_max_ideals = ps_point_int(p, "piper_max_ideals");
+    const char *pds = ps_point_str(p, "pipedream_states");
+    o.pd_states = !strcmp(pds, "antichain") ? PP_PD_STATES_ANTICHAIN
+                  : !strcmp(pds, "topo")    ? PP_PD_STATES_TOPO
+                                            : PP_PD_STATES_AUTO;
+    o.pd_cost = strcmp(ps_point_str(p, "pipedream_cost"), "pipedream") ? PP_PD_COST_PLANSIM
+                                                                        : PP_PD_COST_PIPEDREAM;
     s.opts = &o;
     if (ps_point_bool(p, "trace")) {
         char dir[4096];

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "sim/pipeline/planner.h"
 
 static void near_rel(double a, double b, double rel, const char *what, int line)
@@ -604,6 +606,52 @@ static void test_stage_eval(void **st)
     pp_pgraph_free(g);
 }
 
+/* ---- end to end: model + cluster + plan + simulation (pp_plan_point) ---- */
+
+static void point(const char *builtin, const json_t *knobs, pp_planner_kind k, int devices,
+                  int minibatch, pp_point_result *r)
+{
+    pp_point_spec s = {.builtin = builtin, .knobs = knobs, .cluster = "summit",
+                       .devices = devices, .planner = k, .minibatch = minibatch,
+                       .select_by_sim = 1, .optimizer = CM_OPT_ADAM};
+    ps_err e = {0};
+    int rc = pp_plan_point(&s, r, &e);
+    if (rc)
+        fail_msg("pp_plan_point(%s, %s): %d: %s", builtin, pp_planner_name(k), rc, e.msg);
+}
+
+static void test_point_end_to_end(void **st)
+{
+    (void)st;
+    json_t *kn = json_pack("{s:i, s:i, s:i}", "branches", 3, "branch_layers", 2, "top_layers", 2);
+    pp_point_result g, d, q;
+    point("candle-uno", kn, PP_PLANNER_GRAPHPIPE, 4, 64, &g);
+    point("candle-uno", kn, PP_PLANNER_PIPEDREAM, 4, 64, &d);
+    point("candle-uno", kn, PP_PLANNER_PIPER, 4, 64, &q);
+    json_decref(kn);
+    const pp_point_result *all[] = {&g, &d, &q};
+    for (int i = 0; i < 3; i++) {
+        assert_true(all[i]->feasible);
+        assert_true(all[i]->throughput_samples_per_s > 0);
+        assert_true(all[i]->search_time_s >= 0);
+        assert_true(all[i]->num_stages >= 1 && all[i]->devices_used <= 4);
+        assert_false(all[i]->oom);
+    }
+    assert_int_equal(d.depth, d.num_stages); /* a sequential pipeline */
+    /* the planner's estimate is a model of the simulation: same ballpark */
+    assert_true(g.predicted_throughput_samples_per_s > 0.5 * g.throughput_samples_per_s &&
+                g.predicted_throughput_samples_per_s < 2 * g.throughput_samples_per_s);
+    /* chain parity: a transformer chain, graphpipe and pipedream tie */
+    json_t *tk = json_pack("{s:i, s:i, s:i}", "layers", 6, "seq", 128, "hidden", 512);
+    pp_point_result a, b;
+    point("transformer", tk, PP_PLANNER_GRAPHPIPE, 4, 32, &a);
+    point("transformer", tk, PP_PLANNER_PIPEDREAM, 4, 32, &b);
+    json_decref(tk);
+    assert_true(a.feasible && b.feasible);
+    REL(a.throughput_samples_per_s, b.throughput_samples_per_s, 1e-12);
+    assert_int_equal(a.num_stages, b.num_stages);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -619,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_pipedream_fast_equals_reference),
         cmocka_unit_test(test_piper_vs_exhaustive),
         cmocka_unit_test(test_budgets),
+        cmocka_unit_test(test_point_end_to_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

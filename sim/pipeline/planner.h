@@ -300,12 +300,13 @@ int pp_presult_finish(pp_pgraph *g, const pp_pcluster *pc, int minibatch, pp_pre
 /* Adapter: model + cluster -> plan                                     */
 /* ------------------------------------------------------------------ */
 
-/* Turn a core result into a pp_plan over model m: devices assigned in
- * blocks (stages by replicas descending, then topological order), so that
- * power-of-two stages stay inside nodes; planner name, objective and search
- * time recorded; finalized against m and c. */
+/* Turn a core result into a pp_plan over model m on devices 0..devices-1
+ * of c: largest stages first, a stage of r >= g replicas (g per node) on
+ * whole nodes, a smaller one inside one node when one has room (so its
+ * all-reduce stays on the node's links, as the cost model assumes); the
+ * planner name, objective and search time recorded; finalized. */
 pp_plan *pp_presult_to_plan(const pp_presult *r, const pp_model *m, const pp_cluster *c,
-                            int minibatch, ps_err *e);
+                            int minibatch, int devices, ps_err *e);
 
 /* ------------------------------------------------------------------ */
 /* One experiment point (for experiments/study_pipeline.c)              */
@@ -323,6 +324,10 @@ typedef struct pp_point_spec {
     pp_planner_kind planner;
     int minibatch;             /* B */
     int microbatch;            /* 0 = choose (see select_by_sim) */
+    pp_planner_kind microbatch_from; /* non-0 (with microbatch 0): first run that
+                                  planner on the same inputs and plan with the
+                                  micro-batch it chose (GraphPipe's ablation:
+                                  "Parallel" = GraphPipe at SPP's b) */
     int select_by_sim;         /* microbatch 0: 1 = simulate every candidate
                                   b's plan, keep the best simulated throughput
                                   (the paper swept b and kept the best);
@@ -349,6 +354,8 @@ typedef struct pp_point_result {
     double search_time_s;         /* planner wall time (all candidate b) */
     double sim_wall_s;            /* simulation wall time (all simulations) */
     int num_stages, depth, devices_used, microbatch;
+    int microbatch_from_value;    /* the other planner's b (microbatch_from) */
+    double microbatch_from_throughput_samples_per_s; /* and its throughput */
     long long states;
     int sp_rewrites;
     double bubble_fraction;

@@ -130,7 +130,7 @@ static int cmp_rorder(const void *a, const void *b)
 }
 
 pp_plan *pp_presult_to_plan(const pp_presult *r, const pp_model *m, const pp_cluster *c,
-                            int minibatch, ps_err *e)
+                            int minibatch, int devices, ps_err *e)
 {
     if (!r->feasible || r->nstages < 1) {
         ps_errf(e, PS_ERUN, "%s: no plan to convert", pp_planner_name(r->planner));
@@ -151,24 +151,80 @@ pp_plan *pp_presult_to_plan(const pp_presult *r, const pp_model *m, const pp_clu
         ps_errf(e, PS_ERUN, "out of memory");
         return NULL;
     }
-    /* blocks by replicas descending: power-of-two stages stay node-aligned */
+    /* Placement, largest stages first: a stage of r >= g replicas (g devices
+     * per node) takes whole free nodes and then first-fit for the rest; a
+     * smaller one goes first-fit into one node with r free devices, so its
+     * all-reduce stays on the node's links (what the planners' cost model
+     * assumes); only if no node has room is it spread. */
     for (int i = 0; i < r->nstages; i++)
         ro[i] = (rorder){i, r->stages[i].replicas};
     qsort(ro, (size_t)r->nstages, sizeof *ro, cmp_rorder);
-    int rc = 0, off = 0;
+    int rc = 0, g = c->devices_per_node > 0 ? c->devices_per_node : 1;
+    /* devices 0..devices-1 (at least the plan's total) */
+    int cap = devices > total ? devices : total;
+    if (pp_cluster_capacity(c) < cap)
+        cap = pp_cluster_capacity(c);
+    int nodes = (cap + g - 1) / g;
+    char *used = calloc((size_t)nodes * g, 1);
     int *start = malloc((size_t)r->nstages * sizeof *start);
-    if (!start)
+    int **sdev = calloc((size_t)r->nstages, sizeof *sdev);
+    if (!used || !start || !sdev)
         rc = ps_errf(e, PS_ERUN, "out of memory");
     for (int i = 0; i < r->nstages && !rc; i++) {
-        start[ro[i].stage] = off;
-        off += ro[i].replicas;
+        int s = ro[i].stage, need = ro[i].replicas, got = 0;
+        int *d = sdev[s] = malloc((size_t)need * sizeof(int));
+        if (!d) {
+            rc = ps_errf(e, PS_ERUN, "out of memory");
+            break;
+        }
+        /* whole free nodes */
+        for (int nd = 0; nd < nodes && need - got >= g; nd++) {
+            int fr = 1;
+            for (int k = 0; k < g && fr; k++)
+                fr = !used[nd * g + k] && nd * g + k < cap;
+            if (!fr)
+                continue;
+            for (int k = 0; k < g; k++) {
+                used[nd * g + k] = 1;
+                d[got++] = nd * g + k;
+            }
+        }
+        /* the rest inside one node, first fit */
+        int rest = need - got;
+        for (int nd = 0; nd < nodes && rest > 0; nd++) {
+            int fr = 0;
+            for (int k = 0; k < g; k++)
+                fr += !used[nd * g + k] && nd * g + k < cap;
+            if (fr < rest)
+                continue;
+            for (int k = 0; k < g && rest > 0; k++)
+                if (!used[nd * g + k] && nd * g + k < cap) {
+                    used[nd * g + k] = 1;
+                    d[got++] = nd * g + k;
+                    rest--;
+                }
+        }
+        /* spread over whatever is free */
+        for (int dv = 0; dv < nodes * g && rest > 0; dv++)
+            if (!used[dv] && dv < cap) {
+                used[dv] = 1;
+                d[got++] = dv;
+                rest--;
+            }
+        if (rest > 0)
+            rc = ps_errf(e, PS_EINPUT, "%s: the plan needs %d devices, the cluster has %d",
+                         pp_planner_name(r->planner), total, cap);
     }
     for (int i = 0; i < r->nstages && !rc; i++) {
         const pp_pstage *st = &r->stages[i];
-        for (int k = 0; k < st->replicas; k++)
-            devs[k] = start[i] + k;
-        rc = pp_plan_set_stage(p, i, st->ops, st->nops, st->microbatch, devs, st->replicas, 0, e);
+        rc = pp_plan_set_stage(p, i, st->ops, st->nops, st->microbatch, sdev[i], st->replicas, 0,
+                               e);
     }
+    if (sdev)
+        for (int i = 0; i < r->nstages; i++)
+            free(sdev[i]);
+    free(sdev);
+    free(used);
     free(start);
     free(ro);
     free(devs);
@@ -251,7 +307,35 @@ static void fill_from_sim(pp_point_result *out, const pp_plan_result *sr)
 
 int pp_plan_point(const pp_point_spec *s, pp_point_result *out, ps_err *e)
 {
+    if (s->microbatch_from && s->microbatch == 0) {
+        /* the other planner first, on the same inputs, for its b */
+        pp_point_spec o = *s;
+        o.planner = s->microbatch_from;
+        o.microbatch_from = 0;
+        o.plan_out = o.trace_out = NULL;
+        o.sim_detail = NULL;
+        o.plan_detail = NULL;
+        pp_popts po;
+        if (s->opts) {
+            po = *s->opts;
+            po.planner = o.planner;
+            o.opts = &po;
+        }
+        pp_point_result br;
+        int rc = pp_plan_point(&o, &br, e);
+        if (rc)
+            return rc;
+        pp_point_spec me = *s;
+        me.microbatch_from = 0;
+        if (br.feasible)
+            me.microbatch = br.microbatch;
+        rc = pp_plan_point(&me, out, e);
+        out->microbatch_from_value = br.feasible ? br.microbatch : 0;
+        out->microbatch_from_throughput_samples_per_s = br.throughput_samples_per_s;
+        return rc;
+    }
     result_nan(out);
+    out->microbatch_from_throughput_samples_per_s = NAN;
     if (!pp_planner_name(s->planner) || !strcmp(pp_planner_name(s->planner), "?"))
         return ps_errf(e, PS_EINPUT, "planner: unknown");
     if (s->minibatch < 1)
@@ -319,7 +403,7 @@ int pp_plan_point(const pp_point_spec *s, pp_point_result *out, ps_err *e)
                 break; /* the state space is the same for every b */
             continue;
         }
-        pp_plan *p = pp_presult_to_plan(&r, m, &c, s->minibatch, e);
+        pp_plan *p = pp_presult_to_plan(&r, m, &c, s->minibatch, s->devices, e);
         if (!p) {
             rc = e->code ? e->code : PS_ERUN;
             pp_presult_free(&r);

@@ -976,7 +976,8 @@ static int search_least_feasible(gp *s, double *c, size_t n, double *T_out)
     if (n == 0)
         return ps_errf(s->e, PS_ERUN, "graphpipe: no candidate stage");
     while (n > 1) {
-        size_t k = n / 2;
+        /* the lower median: both outcomes keep fewer than n values */
+        size_t k = (n - 1) / 2;
         select_kth(c, n, k);
         double v = c[k];
         int f = feasible(s, v, &depth);
