@@ -140,6 +140,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	./$(BUILD)/plansim des bench
 	./$(BUILD)/plansim pipeline bench
+	./$(BUILD)/plansim pipeline plan-bench
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -775,6 +775,8 @@ static const ps_verb verbs[] = {
      pp_cli_plan},
     {"sim", "simulate a plan (or uniform stages) on the discrete-event engine", cmd_sim},
     {"bench", "time simulating a plan of 64 stages x 1024 micro-batches", cmd_bench},
+    {"plan-bench", "search time of the planners on the paper models (GraphPipe vs PipeDream vs Piper)",
+     pp_cli_plan_bench},
     {NULL, NULL, NULL}};
 
 const ps_noun ps_noun_pipeline = {"pipeline", "pipeline parallelism: models, plans, schedules",

@@ -319,6 +319,18 @@ int pp_plan_finalize(pp_plan *p, const pp_model *m, const pp_cluster *c, ps_err 
     }
     if (p->nedges)
         qsort(p->edges, (size_t)p->nedges, sizeof *p->edges, cmp_edge);
+    /* A sequential pipeline: the op edges only fixed the order (they all go
+     * forward in it); the stages themselves form a chain. */
+    if (p->sequential) {
+        free(p->edges);
+        p->edges = NULL;
+        p->nedges = 0;
+        int cap = 0;
+        for (int i = 0; i + 1 < S && !rc; i++)
+            rc = add_edge(p, &cap, i, i + 1, e);
+        if (rc)
+            goto out;
+    }
     /* Micro-batch sizes across edges: one must divide the other, so that
      * micro-batches map onto each other. */
     for (int i = 0; i < p->nedges; i++) {
@@ -460,7 +472,8 @@ pp_plan *pp_plan_from_json(const json_t *doc, const char *what, const pp_model *
 {
     static const char *const keys[] = {"model", "cluster", "minibatch", "schedule", "chunks",
                                        "optimizer", "planner", "predicted_time_per_sample_s",
-                                       "search_time_s", "stages", "description", "result", NULL};
+                                       "search_time_s", "stages", "description", "result",
+                                       "sequential", NULL};
     static const char *const skeys[] = {"ops", "microbatch", "devices", "inflight", "name", NULL};
     if (!what)
         what = "plan";
@@ -490,7 +503,8 @@ pp_plan *pp_plan_from_json(const json_t *doc, const char *what, const pp_model *
         (rc = ps_json_get_str(doc, "$", "optimizer", 0, &opt, e)) ||
         (rc = ps_json_get_str(doc, "$", "planner", 0, &planner, e)) ||
         (rc = ps_json_get_num(doc, "$", "predicted_time_per_sample_s", 0, &tps, e)) ||
-        (rc = ps_json_get_num(doc, "$", "search_time_s", 0, &st, e)))
+        (rc = ps_json_get_num(doc, "$", "search_time_s", 0, &st, e)) ||
+        (rc = ps_json_get_bool(doc, "$", "sequential", 0, &p->sequential, e)))
         goto bad;
     if (mb < 1 || mb > INT_MAX) {
         rc = ps_errf(e, PS_EINPUT, "$.minibatch: %lld; need >= 1", mb);
@@ -689,6 +703,8 @@ json_t *pp_plan_to_json(const pp_plan *p, const pp_model *m, const pp_cluster *c
     if (p->schedule == PP_INTERLEAVED)
         json_object_set_new(o, "chunks", json_integer(p->chunks));
     json_object_set_new(o, "optimizer", json_string(opt_name(p->optimizer)));
+    if (p->sequential)
+        json_object_set_new(o, "sequential", json_true());
     if (p->planner[0])
         json_object_set_new(o, "planner", json_string(p->planner));
     if (isfinite(p->predicted_tps_s))

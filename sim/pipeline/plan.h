@@ -49,6 +49,11 @@ typedef struct pp_plan {
     pp_schedule schedule;
     int chunks;              /* v for PP_INTERLEAVED, else 1 */
     cm_optimizer optimizer;
+    int sequential;          /* 1: a sequential pipeline (PipeDream, Piper
+                                plans): the stages run as a chain in their
+                                (topological) order, stage i -> i+1, and
+                                boundary i carries every activation crossing
+                                it; in-flight p - i + 1.  JSON "sequential" */
     char planner[32];        /* who made it ("" = by hand) */
     double predicted_tps_s;  /* the planner's objective: time per sample of the
                                 bottleneck stage (NaN if none) */

@@ -188,13 +188,28 @@ pp_sim *pp_sim_plan(const pp_plan *p, const pp_model *m, const pp_cluster *c,
         int u = p->edges[q].from, w = p->edges[q].to;
         const pp_stage *gu = &p->stages[u], *gw = &p->stages[w];
         double bytes = 0;
-        for (int k = 0; k < gu->nops; k++) {
-            const pp_model_op *op = pp_model_op_at(m, gu->ops[k]);
-            for (int j = 0; j < op->nconsumers; j++)
-                if (st[op->consumers[j]] == w) {
-                    bytes += op->out_bytes;
-                    break;
-                }
+        if (p->sequential) {
+            /* boundary u of a chain: everything produced up to stage u and
+             * consumed after it passes here (forwarded stage by stage) */
+            for (int i = 0; i < nop; i++) {
+                if (st[i] > u)
+                    continue;
+                const pp_model_op *op = pp_model_op_at(m, i);
+                for (int j = 0; j < op->nconsumers; j++)
+                    if (st[op->consumers[j]] > u) {
+                        bytes += op->out_bytes;
+                        break;
+                    }
+            }
+        } else {
+            for (int k = 0; k < gu->nops; k++) {
+                const pp_model_op *op = pp_model_op_at(m, gu->ops[k]);
+                for (int j = 0; j < op->nconsumers; j++)
+                    if (st[op->consumers[j]] == w) {
+                        bytes += op->out_bytes;
+                        break;
+                    }
+            }
         }
         cm_ab ab = pp_cluster_link_sets(c, gu->devices, gu->ndevices, gw->devices, gw->ndevices);
         int par = gu->ndevices < gw->ndevices ? gu->ndevices : gw->ndevices;

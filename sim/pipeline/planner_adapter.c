@@ -229,6 +229,7 @@ pp_plan *pp_presult_to_plan(const pp_presult *r, const pp_model *m, const pp_clu
     free(ro);
     free(devs);
     if (!rc) {
+        p->sequential = r->sequential;
         p->minibatch = minibatch;
         snprintf(p->planner, sizeof p->planner, "%s", pp_planner_name(r->planner));
         p->predicted_tps_s = r->objective_tps_s;
