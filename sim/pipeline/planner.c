@@ -830,3 +830,71 @@ int pp_planner_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, pp_pr
     r->work = work;
     return 0;
 }
+
+/* ---- hash set of bitsets (planner_impl.h) ---- */
+
+static uint64_t bitset_hash(const pp_word *b, size_t w)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < w; i++) {
+        h ^= b[i] + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+        h *= 1099511628211ULL;
+    }
+    /* finalizer (murmur3 fmix64): the table uses the low bits */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+int pp_bitset_set_find(const pp_bitset_set *h, const pp_word *all, size_t words,
+                       const pp_word *b)
+{
+    if (!h->cap)
+        return -1;
+    size_t i = bitset_hash(b, words) & (h->cap - 1);
+    while (h->slot[i] >= 0) {
+        if (!memcmp(all + (size_t)h->slot[i] * words, b, words * sizeof *b))
+            return h->slot[i];
+        i = (i + 1) & (h->cap - 1);
+    }
+    return -1;
+}
+
+int pp_bitset_set_insert(pp_bitset_set *h, const pp_word *all, size_t words, int idx,
+                         const char *who, ps_err *e)
+{
+    if (2 * (h->n + 1) > h->cap) {
+        size_t nc = h->cap ? h->cap * 2 : 1024;
+        int *ns = malloc(nc * sizeof *ns);
+        if (!ns)
+            return ps_errf(e, PS_ERUN, "%s: out of memory (state hash)", who);
+        for (size_t i = 0; i < nc; i++)
+            ns[i] = -1;
+        for (size_t i = 0; i < h->cap; i++)
+            if (h->slot[i] >= 0) {
+                size_t j = bitset_hash(all + (size_t)h->slot[i] * words, words) & (nc - 1);
+                while (ns[j] >= 0)
+                    j = (j + 1) & (nc - 1);
+                ns[j] = h->slot[i];
+            }
+        free(h->slot);
+        h->slot = ns;
+        h->cap = nc;
+    }
+    size_t i = bitset_hash(all + (size_t)idx * words, words) & (h->cap - 1);
+    while (h->slot[i] >= 0)
+        i = (i + 1) & (h->cap - 1);
+    h->slot[i] = idx;
+    h->n++;
+    return 0;
+}
+
+void pp_bitset_set_free(pp_bitset_set *h)
+{
+    free(h->slot);
+    h->slot = NULL;
+    h->cap = h->n = 0;
+}

@@ -17,6 +17,21 @@ static inline void pp_bit_set(pp_word *b, int i) { b[i >> 6] |= (pp_word)1 << (i
 static inline void pp_bit_clr(pp_word *b, int i) { b[i >> 6] &= ~((pp_word)1 << (i & 63)); }
 static inline int pp_bit_get(const pp_word *b, int i) { return (int)((b[i >> 6] >> (i & 63)) & 1); }
 
+/* An open-addressing hash set of bitsets kept in the caller's array (all:
+ * consecutive bitsets of `words` words each); a slot holds an index into it.
+ * PipeDream's antichain states and Piper's downsets both use it. */
+typedef struct pp_bitset_set {
+    size_t cap, n;
+    int *slot; /* index into all, or -1 */
+} pp_bitset_set;
+/* Index of the bitset equal to b, or -1. */
+int pp_bitset_set_find(const pp_bitset_set *h, const pp_word *all, size_t words,
+                       const pp_word *b);
+/* Add bitset idx of all (not already present). */
+int pp_bitset_set_insert(pp_bitset_set *h, const pp_word *all, size_t words, int idx,
+                         const char *who, ps_err *e);
+void pp_bitset_set_free(pp_bitset_set *h);
+
 typedef struct pp_times_entry {
     int q;
     double *fwd, *bwd;

@@ -125,67 +125,6 @@ static double aug_out_bytes(pp_pgraph *g, const pp_word *D, pp_word *mark)
     return bytes;
 }
 
-/* ---- hash set of bitsets ---- */
-typedef struct hset {
-    size_t cap, n;
-    int *slot; /* state index or -1 */
-} hset;
-
-static uint64_t hash_bits(const pp_word *b, size_t w)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < w; i++) {
-        h ^= b[i] + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-        h *= 1099511628211ULL;
-    }
-    /* finalizer (murmur3 fmix64): the table uses the low bits */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
-static int hset_find(const hset *h, const pdst *s, const pp_word *b)
-{
-    size_t w = s->words, i = hash_bits(b, w) & (h->cap - 1);
-    while (h->slot[i] >= 0) {
-        if (!memcmp(s->bits + (size_t)h->slot[i] * w, b, w * sizeof *b))
-            return h->slot[i];
-        i = (i + 1) & (h->cap - 1);
-    }
-    return -1;
-}
-
-static int hset_insert(hset *h, const pdst *s, int idx, ps_err *e)
-{
-    if (2 * (h->n + 1) > h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 1024;
-        int *ns = malloc(nc * sizeof *ns);
-        if (!ns)
-            return ps_errf(e, PS_ERUN, "pipedream: out of memory (state hash)");
-        for (size_t i = 0; i < nc; i++)
-            ns[i] = -1;
-        for (size_t i = 0; i < h->cap; i++)
-            if (h->slot[i] >= 0) {
-                size_t j = hash_bits(s->bits + (size_t)h->slot[i] * s->words, s->words) & (nc - 1);
-                while (ns[j] >= 0)
-                    j = (j + 1) & (nc - 1);
-                ns[j] = h->slot[i];
-            }
-        free(h->slot);
-        h->slot = ns;
-        h->cap = nc;
-    }
-    size_t i = hash_bits(s->bits + (size_t)idx * s->words, s->words) & (h->cap - 1);
-    while (h->slot[i] >= 0)
-        i = (i + 1) & (h->cap - 1);
-    h->slot[i] = idx;
-    h->n++;
-    return 0;
-}
-
 typedef struct edge2 {
     int from, to;
 } edge2;
@@ -196,7 +135,7 @@ static int build_antichain(pp_pgraph *g, long limit, int first_only, pdst *s, in
                            ps_err *e)
 {
     size_t w = g->words;
-    hset h = {0};
+    pp_bitset_set h = {0};
     edge2 *ed = NULL;
     size_t ned = 0, caped = 0;
     pp_word *nb = malloc(w * sizeof *nb);
@@ -217,7 +156,7 @@ static int build_antichain(pp_pgraph *g, long limit, int first_only, pdst *s, in
         pp_word *d = s->bits + s->S * w;
         memset(d, 0, w * sizeof *d);
         pp_bit_set(d, v);
-        if ((rc = hset_insert(&h, s, (int)s->S++, e)))
+        if ((rc = pp_bitset_set_insert(&h, s->bits, s->words, (int)s->S++, "pipedream", e)))
             goto done;
         if (first_only)
             break;
@@ -236,7 +175,7 @@ static int build_antichain(pp_pgraph *g, long limit, int first_only, pdst *s, in
             for (size_t x = 0; x < w; x++)
                 nb[x] = D[x] | an[x];
             pp_bit_set(nb, y);
-            int idx = hset_find(&h, s, nb);
+            int idx = pp_bitset_set_find(&h, s->bits, s->words, nb);
             if (idx < 0) {
                 if ((long)s->S >= limit) {
                     *over = 1;
@@ -247,7 +186,7 @@ static int build_antichain(pp_pgraph *g, long limit, int first_only, pdst *s, in
                 idx = (int)s->S;
                 memcpy(s->bits + (size_t)idx * w, nb, w * sizeof *nb);
                 s->S++;
-                if ((rc = hset_insert(&h, s, idx, e)))
+                if ((rc = pp_bitset_set_insert(&h, s->bits, s->words, idx, "pipedream", e)))
                     goto done;
             }
             if (ned == caped) {
@@ -285,7 +224,7 @@ static int build_antichain(pp_pgraph *g, long limit, int first_only, pdst *s, in
     }
 done:
     free(nb);
-    free(h.slot);
+    pp_bitset_set_free(&h);
     free(ed);
     return rc;
 }

@@ -55,67 +55,6 @@ static void pideals_free(pideals *p)
     memset(p, 0, sizeof *p);
 }
 
-static uint64_t hbits(const pp_word *b, size_t w)
-{
-    uint64_t h = 88172645463325252ULL;
-    for (size_t i = 0; i < w; i++) {
-        h ^= b[i] + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-        h *= 0x100000001b3ULL;
-    }
-    /* finalizer (murmur3 fmix64): the table uses the low bits */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
-typedef struct phash {
-    size_t cap, n;
-    int *slot;
-} phash;
-
-static int ph_find(const phash *h, const pideals *p, const pp_word *b)
-{
-    if (!h->cap)
-        return -1;
-    size_t w = p->words, i = hbits(b, w) & (h->cap - 1);
-    while (h->slot[i] >= 0) {
-        if (!memcmp(p->bits + (size_t)h->slot[i] * w, b, w * sizeof *b))
-            return h->slot[i];
-        i = (i + 1) & (h->cap - 1);
-    }
-    return -1;
-}
-
-static int ph_insert(phash *h, const pideals *p, int idx, ps_err *e)
-{
-    if (2 * (h->n + 1) > h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 1024;
-        int *ns = malloc(nc * sizeof *ns);
-        if (!ns)
-            return ps_errf(e, PS_ERUN, "piper: out of memory");
-        for (size_t i = 0; i < nc; i++)
-            ns[i] = -1;
-        for (size_t i = 0; i < h->cap; i++)
-            if (h->slot[i] >= 0) {
-                size_t j = hbits(p->bits + (size_t)h->slot[i] * p->words, p->words) & (nc - 1);
-                while (ns[j] >= 0)
-                    j = (j + 1) & (nc - 1);
-                ns[j] = h->slot[i];
-            }
-        free(h->slot);
-        h->slot = ns;
-        h->cap = nc;
-    }
-    size_t i = hbits(p->bits + (size_t)idx * p->words, p->words) & (h->cap - 1);
-    while (h->slot[i] >= 0)
-        i = (i + 1) & (h->cap - 1);
-    h->slot[i] = idx;
-    h->n++;
-    return 0;
-}
 
 static int pi_push(pideals *p, const pp_word *b, int size, ps_err *e)
 {
@@ -141,13 +80,13 @@ static int pi_push(pideals *p, const pp_word *b, int size, ps_err *e)
 static int enum_ideals(pp_pgraph *g, long limit, pideals *p, int *over, ps_err *e)
 {
     size_t w = g->words;
-    phash h = {0};
+    pp_bitset_set h = {0};
     pp_word *nb = calloc(w, sizeof *nb);
     int rc = 0;
     *over = 0;
     if (!nb)
         return ps_errf(e, PS_ERUN, "piper: out of memory");
-    if ((rc = pi_push(p, nb, 0, e)) || (rc = ph_insert(&h, p, 0, e)))
+    if ((rc = pi_push(p, nb, 0, e)) || (rc = pp_bitset_set_insert(&h, p->bits, p->words, 0, "piper", e)))
         goto done;
     for (size_t cur = 0; cur < p->n; cur++) {
         for (int v = 0; v < g->n; v++) {
@@ -161,14 +100,14 @@ static int enum_ideals(pp_pgraph *g, long limit, pideals *p, int *over, ps_err *
                 continue;
             memcpy(nb, I, w * sizeof *nb);
             pp_bit_set(nb, v);
-            if (ph_find(&h, p, nb) >= 0)
+            if (pp_bitset_set_find(&h, p->bits, p->words, nb) >= 0)
                 continue;
             if ((long)p->n >= limit) {
                 *over = 1;
                 goto done;
             }
             int sz = p->size[cur] + 1;
-            if ((rc = pi_push(p, nb, sz, e)) || (rc = ph_insert(&h, p, (int)p->n - 1, e)))
+            if ((rc = pi_push(p, nb, sz, e)) || (rc = pp_bitset_set_insert(&h, p->bits, p->words, (int)p->n - 1, "piper", e)))
                 goto done;
         }
     }
@@ -197,7 +136,7 @@ static int enum_ideals(pp_pgraph *g, long limit, pideals *p, int *over, ps_err *
                 continue;
             memcpy(nb, I, w * sizeof *nb);
             pp_bit_clr(nb, v);
-            int j = ph_find(&h, p, nb);
+            int j = pp_bitset_set_find(&h, p->bits, p->words, nb);
             if (j < 0)
                 continue; /* cannot happen: I - v is successor-closed */
             if (cnt == cap) {
@@ -215,7 +154,7 @@ static int enum_ideals(pp_pgraph *g, long limit, pideals *p, int *over, ps_err *
     p->sub_off[p->n] = (int)cnt;
 done:
     free(nb);
-    free(h.slot);
+    pp_bitset_set_free(&h);
     return rc;
 }
 
