@@ -56,3 +56,25 @@ int ps_cli_long(const char *cmd, const char *opt, const char *s, long *out)
     *out = v;
     return 0;
 }
+
+int ps_cli_bench_opts(int argc, char **argv, const char *usage, int *json, int *quick)
+{
+    static const struct option lo[] = {{"json", no_argument, 0, 'j'},
+                                       {"quick", no_argument, 0, 'q'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    int c;
+    *json = *quick = 0;
+    ps_cli_reset_getopt();
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'j': *json = 1; break;
+        case 'q': *quick = 1; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: return ps_cli_usage(argv[0], "bad option");
+        }
+    }
+    if (optind != argc)
+        return ps_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+    return -1;
+}

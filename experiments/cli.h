@@ -31,6 +31,10 @@ int ps_cli_fail(const ps_err *e);
 void ps_cli_reset_getopt(void);
 /* Standard usage error: prints "plansim: MSG (see CMD --help)" and returns 2. */
 int ps_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The options every bench verb takes: --json, --quick and --help (prints
+ * `usage`).  Returns -1 to go on, else the exit code to return (0 after
+ * --help, 2 on a bad option or a stray argument). */
+int ps_cli_bench_opts(int argc, char **argv, const char *usage, int *json, int *quick);
 /* Parse a double / long option value strictly ("12x" is an error). */
 int ps_cli_double(const char *cmd, const char *opt, const char *s, double *out);
 int ps_cli_long(const char *cmd, const char *opt, const char *s, long *out);

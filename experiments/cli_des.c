@@ -25,34 +25,23 @@ static json_t *workload_json(const des_bench_workload *w)
 
 static int cmd_bench(int argc, char **argv)
 {
-    static const struct option lo[] = {{"json", no_argument, 0, 'j'},
-                                       {"quick", no_argument, 0, 'q'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-    int json = 0, c;
+    static const char usage[] =
+        "usage: plansim des bench [--json] [--quick]\n\n"
+        "Events per second of the discrete-event engine (an event is one pop from\n"
+        "the event queue), on one core:\n"
+        "  pipeline  the task graph of 1F1B, 64 stages x 1024 micro-batches, with its\n"
+        "            activation and gradient transfers on alpha-beta links\n"
+        "  hold      the hold model with 10^5 pending events\n"
+        "  scaling   the pipeline workload from ~10^4 to ~10^7 events: ns per event\n"
+        "            and ns per (event * log2 events), to show O(E log E)\n"
+        "--quick uses small sizes (about a second). events_per_s in the JSON is the\n"
+        "pipeline workload's.\n";
+    int json = 0, quick = 0;
+    int st = ps_cli_bench_opts(argc, argv, usage, &json, &quick);
+    if (st >= 0)
+        return st;
     des_bench_opts o = {0};
-    ps_cli_reset_getopt();
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-        switch (c) {
-        case 'j': json = 1; break;
-        case 'q': o.quick = 1; break;
-        case 'h':
-            printf("usage: plansim des bench [--json] [--quick]\n\n"
-                   "Events per second of the discrete-event engine (an event is one pop from\n"
-                   "the event queue), on one core:\n"
-                   "  pipeline  the task graph of 1F1B, 64 stages x 1024 micro-batches, with its\n"
-                   "            activation and gradient transfers on alpha-beta links\n"
-                   "  hold      the hold model with 10^5 pending events\n"
-                   "  scaling   the pipeline workload from ~10^4 to ~10^7 events: ns per event\n"
-                   "            and ns per (event * log2 events), to show O(E log E)\n"
-                   "--quick uses small sizes (about a second). events_per_s in the JSON is the\n"
-                   "pipeline workload's.\n");
-            return 0;
-        default: return ps_cli_usage(argv[0], "bad option");
-        }
-    }
-    if (optind != argc)
-        return ps_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+    o.quick = quick;
     des_bench_result r;
     ps_err e = {0};
     if (des_bench(&o, &r, &e))

@@ -712,28 +712,16 @@ static int bench_plan(int stages, int mbs, int transfers, int reps, double *best
 
 static int cmd_bench(int argc, char **argv)
 {
-    static const struct option lo[] = {{"json", no_argument, 0, 'j'},
-                                       {"quick", no_argument, 0, 'q'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-    int json = 0, quick = 0, c;
-    ps_cli_reset_getopt();
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-        switch (c) {
-        case 'j': json = 1; break;
-        case 'q': quick = 1; break;
-        case 'h':
-            printf("usage: plansim pipeline bench [--json] [--quick]\n\n"
-                   "Wall time to build and simulate a plan of 64 stages x 1024 micro-batches\n"
-                   "(1F1B, one measured op per stage, DGX-H100 cluster), with activation and\n"
-                   "gradient transfers on the links and without; best and median of 7 runs\n"
-                   "(3 with --quick, on 64 x 256).  The issue's target: under 100 ms.\n");
-            return 0;
-        default: return ps_cli_usage(argv[0], "bad option");
-        }
-    }
-    if (optind != argc)
-        return ps_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+    static const char usage[] =
+        "usage: plansim pipeline bench [--json] [--quick]\n\n"
+        "Wall time to build and simulate a plan of 64 stages x 1024 micro-batches\n"
+        "(1F1B, one measured op per stage, DGX-H100 cluster), with activation and\n"
+        "gradient transfers on the links and without; best and median of 7 runs\n"
+        "(3 with --quick, on 64 x 256).  The issue's target: under 100 ms.\n";
+    int json = 0, quick = 0;
+    int st = ps_cli_bench_opts(argc, argv, usage, &json, &quick);
+    if (st >= 0)
+        return st;
     int reps = quick ? 3 : 7, mbs = quick ? 256 : 1024;
     ps_err e = {0};
     double best[2], med[2];

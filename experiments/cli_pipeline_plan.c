@@ -332,32 +332,20 @@ static int pb_time(const pp_model *m, const pp_cluster *c, const cm_model *cm, i
 
 int pp_cli_plan_bench(int argc, char **argv)
 {
-    static const struct option lo[] = {{"json", no_argument, 0, 'j'},
-                                       {"quick", no_argument, 0, 'q'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-    int json = 0, quick = 0, c;
-    ps_cli_reset_getopt();
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-        switch (c) {
-        case 'j': json = 1; break;
-        case 'q': quick = 1; break;
-        case 'h':
-            printf("usage: plansim pipeline plan-bench [--json] [--quick]\n\n"
-                   "Planner search time (every candidate micro-batch, no simulation, one core)\n"
-                   "on the paper's models on Summit: graphpipe, pipedream (plansim's cost model:\n"
-                   "the experiments' baseline), pipedream-own (its optimizer's recurrence over the\n"
-                   "linearized model) and piper (stops at 40,000 downsets or after 120 s), at 32\n"
-                   "GPUs (quick: 8; piper 20 s), mini-batch 16 per GPU; then CANDLE-Uno with 2..16\n"
-                   "branches at 16 GPUs (quick: 2 and 8 at 8 GPUs), for how the ratio grows with\n"
-                   "the branches.  The issue's target: graphpipe under 1 s on each model at 32\n"
-                   "GPUs (graphpipe_under_1s in the JSON).\n");
-            return 0;
-        default: return ps_cli_usage(argv[0], "bad option");
-        }
-    }
-    if (optind != argc)
-        return ps_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
+    static const char usage[] =
+        "usage: plansim pipeline plan-bench [--json] [--quick]\n\n"
+        "Planner search time (every candidate micro-batch, no simulation, one core)\n"
+        "on the paper's models on Summit: graphpipe, pipedream (plansim's cost model:\n"
+        "the experiments' baseline), pipedream-own (its optimizer's recurrence over the\n"
+        "linearized model) and piper (stops at 40,000 downsets or after 120 s), at 32\n"
+        "GPUs (quick: 8; piper 20 s), mini-batch 16 per GPU; then CANDLE-Uno with 2..16\n"
+        "branches at 16 GPUs (quick: 2 and 8 at 8 GPUs), for how the ratio grows with\n"
+        "the branches.  The issue's target: graphpipe under 1 s on each model at 32\n"
+        "GPUs (graphpipe_under_1s in the JSON).\n";
+    int json = 0, quick = 0;
+    int st = ps_cli_bench_opts(argc, argv, usage, &json, &quick);
+    if (st >= 0)
+        return st;
     int N = quick ? 8 : 32, NB = quick ? 8 : 16;
     double piper_limit = quick ? 20 : 120;
     static const pb_case models[] = {{"mmt", "layer", 0},        {"dlrm", "layer", 0},
