@@ -1,12 +1,10 @@
 /* `plansim costmodel ...`: predict an op's time, validate the model on held
  * out measurements, list the device catalog. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/json.h"
@@ -209,53 +207,6 @@ fail:
 
 /* ---- validation plot ---------------------------------------------------- */
 
-static int find_gnuplot(char *out, size_t n)
-{
-    const char *path = getenv("PATH");
-    if (!path)
-        path = "/usr/local/bin:/usr/bin:/bin";
-    while (*path) {
-        const char *end = strchr(path, ':');
-        size_t len = end ? (size_t)(end - path) : strlen(path);
-        if (len > 0) {
-            snprintf(out, n, "%.*s/gnuplot", (int)len, path);
-            if (access(out, X_OK) == 0)
-                return 1;
-        }
-        path += len + (end ? 1 : 0);
-    }
-    out[0] = '\0';
-    return 0;
-}
-
-/* gnuplot -d SCRIPT inside dir, its output to /dev/null; exit status. */
-static int run_gnuplot(const char *gnuplot, const char *dir, const char *script)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int nul = open("/dev/null", O_RDWR);
-        if (chdir(dir) != 0)
-            _exit(126);
-        if (nul >= 0) {
-            dup2(nul, 0);
-            dup2(nul, 1);
-            dup2(nul, 2);
-        }
-        /* temporary output names, renamed on success: a final name never
-         * holds a half-drawn figure */
-        execl(gnuplot, "gnuplot", "-d", "-e", "outbase='costmodel_validate.tmp'", script,
-              (char *)NULL);
-        _exit(127);
-    }
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 /* PLOT_DIR/costmodel_validate.{dat,gp,png,svg}: one gnuplot index block per
  * kind, the script = variables + plots/costmodel_validate.gp, so it reruns
  * on its own. */
@@ -350,12 +301,17 @@ static int write_plot(const char *dir, const cm_validate_point *pts, size_t np, 
     json_object_set_new(rep, "dat", json_string(dat));
     json_object_set_new(rep, "gp", json_string(gp));
     char gnuplot[4096];
-    if (!find_gnuplot(gnuplot, sizeof gnuplot))
+    if (!ps_plot_find_gnuplot(gnuplot, sizeof gnuplot))
         return ps_errf(e, PS_ERUN, "gnuplot not found (install gnuplot-nox); %s and %s written",
                        dat, gp);
-    int st = run_gnuplot(gnuplot, dir, "costmodel_validate.gp");
+    /* temporary output names, renamed on success: a final name never holds
+     * a half-drawn figure */
+    char errline[512];
+    int st = ps_plot_run_gnuplot(gnuplot, dir, "costmodel_validate.gp", "costmodel_validate.tmp",
+                                 errline, sizeof errline);
     if (st)
-        return ps_errf(e, PS_ERUN, "gnuplot %s/costmodel_validate.gp failed (exit %d)", dir, st);
+        return ps_errf(e, PS_ERUN, "gnuplot %s/costmodel_validate.gp failed (exit %d): %s", dir,
+                       st, errline);
     char png[4200], svg[4200], tpng[4200], tsvg[4200];
     snprintf(png, sizeof png, "%s/costmodel_validate.png", dir);
     snprintf(svg, sizeof svg, "%s/costmodel_validate.svg", dir);

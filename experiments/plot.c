@@ -1019,7 +1019,7 @@ static void write_script(const ctx *cx, const figure *f, const char *tpath, cons
 
 /* ---- running gnuplot ----------------------------------------------------- */
 
-static int find_gnuplot(char *out, size_t n)
+int ps_plot_find_gnuplot(char *out, size_t n)
 {
     const char *path = getenv("PATH");
     if (!path)
@@ -1041,8 +1041,8 @@ static int find_gnuplot(char *out, size_t n)
 /* Run `gnuplot -d -e "outbase='<outbase>'" <script>` inside dir; -d skips
  * the user's ~/.gnuplot so figures do not depend on who draws them.  On
  * failure, errline holds the first error line gnuplot printed. */
-static int run_gnuplot(const char *gnuplot, const char *dir, const char *script,
-                       const char *outbase, char *errline, size_t n)
+int ps_plot_run_gnuplot(const char *gnuplot, const char *dir, const char *script,
+                        const char *outbase, char *errline, size_t n)
 {
     char expr[300];
     snprintf(expr, sizeof expr, "outbase='%s'", outbase);
@@ -1265,7 +1265,7 @@ static int draw_figure(ctx *cx, const figspec *s, json_t *report, int *gnuplot_m
         char script[300], outbase[300], errline[512];
         snprintf(script, sizeof script, "%s.gp", s->name);
         snprintf(outbase, sizeof outbase, "%s.tmp", s->name);
-        int st = run_gnuplot(cx->gnuplot, cx->dir, script, outbase, errline, sizeof errline);
+        int st = ps_plot_run_gnuplot(cx->gnuplot, cx->dir, script, outbase, errline, sizeof errline);
         char tmp_png[4400], tmp_svg[4400], png[4400], svg[4400];
         snprintf(tmp_png, sizeof tmp_png, "%s/%s.png", cx->dir, outbase);
         snprintf(tmp_svg, sizeof tmp_svg, "%s/%s.svg", cx->dir, outbase);
@@ -1430,7 +1430,7 @@ int ps_plot_results(const char *h5_path, const char *out_dir, json_t *report, ps
         default_out_dir(h5_path, cx.dir, sizeof cx.dir);
     if ((rc = ps_mkdir_p(cx.dir, e)))
         goto out;
-    find_gnuplot(cx.gnuplot, sizeof cx.gnuplot);
+    ps_plot_find_gnuplot(cx.gnuplot, sizeof cx.gnuplot);
 
     int missing = 0;
     ps_err first = {0};

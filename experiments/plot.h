@@ -46,4 +46,13 @@ int ps_plot_check_figures(const json_t *figures, const ps_table *points, ps_err 
  * the places tried. */
 int ps_plot_scripts_dir(char *out, size_t n, ps_err *e);
 
+/* gnuplot on PATH: 1 and its path in out, else 0. */
+int ps_plot_find_gnuplot(char *out, size_t n);
+/* Run `gnuplot -d -e "outbase='OUTBASE'" SCRIPT` inside dir (-d: no
+ * ~/.gnuplot, so figures do not depend on who draws them).  0 on success;
+ * else gnuplot's exit status (or -1), with the first error line gnuplot
+ * printed in errline. */
+int ps_plot_run_gnuplot(const char *gnuplot, const char *dir, const char *script,
+                        const char *outbase, char *errline, size_t n);
+
 #endif
