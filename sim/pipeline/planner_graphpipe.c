@@ -844,6 +844,28 @@ static void gp_free(gp *s)
     pp_sp_free(&s->t);
 }
 
+/* Append the stage TPS of range v on every replica count that meets ub
+ * and fits in memory; on allocation failure frees *c and reports. */
+static int push_tps(gp *s, const ivl *v, double ub, double **c, size_t *n, size_t *cap)
+{
+    for (int r = 1; r <= s->rmax; r++) {
+        if (v->tps[r] > ub || v->maxinf[r] < 1)
+            continue;
+        if (*n == *cap) {
+            double *cc = realloc(*c, 2 * *cap * sizeof *cc);
+            if (!cc) {
+                free(*c);
+                *c = NULL;
+                return ps_errf(s->e, PS_ERUN, "graphpipe: out of memory");
+            }
+            *c = cc;
+            *cap *= 2;
+        }
+        (*c)[(*n)++] = v->tps[r];
+    }
+    return 0;
+}
+
 /* Every stage TPS the DP can meet: all ranges of all nodes on all replica
  * counts (ranges whose compute bound already exceeds `ub` are skipped). */
 static int collect_candidates(gp *s, double ub, double **out, size_t *nout)
@@ -868,20 +890,8 @@ static int collect_candidates(gp *s, double ub, double **out, size_t *nout)
                 }
                 if (v->comp_lb > ub)
                     break;
-                for (int r = 1; r <= s->rmax; r++) {
-                    if (v->tps[r] > ub || v->maxinf[r] < 1)
-                        continue;
-                    if (n == cap) {
-                        cap *= 2;
-                        double *cc = realloc(c, cap * sizeof *cc);
-                        if (!cc) {
-                            free(c);
-                            return ps_errf(s->e, PS_ERUN, "graphpipe: out of memory");
-                        }
-                        c = cc;
-                    }
-                    c[n++] = v->tps[r];
-                }
+                if (push_tps(s, v, ub, &c, &n, &cap))
+                    return PS_ERUN;
             }
     }
     /* join-absorbing stages */
@@ -904,20 +914,8 @@ static int collect_candidates(gp *s, double ub, double **out, size_t *nout)
                     }
                     if (v->comp_lb > ub)
                         break;
-                    for (int r = 1; r <= s->rmax; r++) {
-                        if (v->tps[r] > ub || v->maxinf[r] < 1)
-                            continue;
-                        if (n == cap) {
-                            cap *= 2;
-                            double *cc = realloc(c, cap * sizeof *cc);
-                            if (!cc) {
-                                free(c);
-                                return ps_errf(s->e, PS_ERUN, "graphpipe: out of memory");
-                            }
-                            c = cc;
-                        }
-                        c[n++] = v->tps[r];
-                    }
+                    if (push_tps(s, v, ub, &c, &n, &cap))
+                        return PS_ERUN;
                 }
         }
     }
