@@ -28,7 +28,7 @@ set -u -o pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 BUNDLE=build/gpu-bundle.tgz
-GPU_TESTS="test_kernels_cuda test_cupti test_rt_cuda"
+GPU_TESTS="test_kernels_cuda test_cupti test_rt_cuda test_gpt"
 
 die() {
   echo "gpu-check: error: $*" >&2
