@@ -141,6 +141,24 @@ bench: deps
 	./$(BUILD)/plansim des bench
 	./$(BUILD)/plansim pipeline bench
 	./$(BUILD)/plansim pipeline plan-bench
+	./$(BUILD)/plansim real bench
+
+# make models: the full-size trained models, deterministic from a seed, into
+# a git-ignored cache (MODELS_DIR); a model already there is kept (delete it
+# to retrain).  Tests and --quick experiments train reduced models instead.
+MODELS_DIR ?= models
+MODEL_SEED ?= 1
+MODEL_FILES := $(MODELS_DIR)/cnn_fmnist.bin $(MODELS_DIR)/gpt_fortunes.bin
+models: deps
+	@$(MAKE) --no-print-directory all $(MODEL_FILES)
+
+$(MODELS_DIR)/cnn_fmnist.bin: | $(BUILD)/plansim
+	@mkdir -p $(MODELS_DIR)
+	./$(BUILD)/plansim real train --model cnn --seed $(MODEL_SEED) -o $@
+
+$(MODELS_DIR)/gpt_fortunes.bin: | $(BUILD)/plansim
+	@mkdir -p $(MODELS_DIR)
+	./$(BUILD)/plansim real train --model gpt --seed $(MODEL_SEED) -o $@
 
 demo: deps
 	@$(MAKE) --no-print-directory all

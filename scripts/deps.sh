@@ -4,7 +4,8 @@
 # cannot install (not root, no apt, no network).
 set -u
 PKGS="build-essential pkg-config libgsl-dev libhdf5-dev hdf5-tools libcmocka-dev \
-gnuplot-nox libjansson-dev libopenblas-dev zlib1g-dev"
+gnuplot-nox libjansson-dev libopenblas-dev zlib1g-dev \
+dataset-fashion-mnist fortunes fortunes-min"
 [ -n "${PLANSIM_EXTRA_PKGS:-}" ] && PKGS="$PKGS $PLANSIM_EXTRA_PKGS"
 
 missing=""
