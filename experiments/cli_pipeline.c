@@ -765,6 +765,8 @@ static const ps_verb verbs[] = {
     {"bench", "time simulating a plan of 64 stages x 1024 micro-batches", cmd_bench},
     {"plan-bench", "search time of the planners on the paper models (GraphPipe vs PipeDream vs Piper)",
      pp_cli_plan_bench},
+    {"replay", "execute a plan for real on pinned CPU workers; measured vs predicted",
+     pp_cli_replay},
     {NULL, NULL, NULL}};
 
 const ps_noun ps_noun_pipeline = {"pipeline", "pipeline parallelism: models, plans, schedules",

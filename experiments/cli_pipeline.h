@@ -17,6 +17,8 @@ extern const ps_noun ps_noun_pipeline;
 int pp_cli_plan(int argc, char **argv);
 /* `plansim pipeline plan-bench` (experiments/cli_pipeline_plan.c). */
 int pp_cli_plan_bench(int argc, char **argv);
+/* `plansim pipeline replay` (experiments/cli_pipeline_replay.c). */
+int pp_cli_replay(int argc, char **argv);
 
 /* Shared by the verbs: the simulation result as JSON fields (makespan_s =
  * iteration_s, throughput_samples_per_s, bubble_fraction, bubble_ratio,

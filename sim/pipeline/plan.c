@@ -382,8 +382,9 @@ int pp_plan_finalize(pp_plan *p, const pp_model *m, const pp_cluster *c, ps_err 
             }
         S = P; /* only the first p sets must be disjoint */
     }
-    /* Device sets disjoint (C3): one owner per device. */
-    {
+    /* Device sets disjoint (C3): one owner per device; relaxed when the
+     * plan lets stages share devices. */
+    if (!p->shared_devices) {
         int maxd = 0;
         for (int s = 0; s < S; s++)
             for (int k = 0; k < p->stages[s].ndevices; k++)
@@ -473,7 +474,7 @@ pp_plan *pp_plan_from_json(const json_t *doc, const char *what, const pp_model *
     static const char *const keys[] = {"model", "cluster", "minibatch", "schedule", "chunks",
                                        "optimizer", "planner", "predicted_time_per_sample_s",
                                        "search_time_s", "stages", "description", "result",
-                                       "sequential", NULL};
+                                       "sequential", "shared_devices", NULL};
     static const char *const skeys[] = {"ops", "microbatch", "devices", "inflight", "name", NULL};
     if (!what)
         what = "plan";
@@ -504,7 +505,8 @@ pp_plan *pp_plan_from_json(const json_t *doc, const char *what, const pp_model *
         (rc = ps_json_get_str(doc, "$", "planner", 0, &planner, e)) ||
         (rc = ps_json_get_num(doc, "$", "predicted_time_per_sample_s", 0, &tps, e)) ||
         (rc = ps_json_get_num(doc, "$", "search_time_s", 0, &st, e)) ||
-        (rc = ps_json_get_bool(doc, "$", "sequential", 0, &p->sequential, e)))
+        (rc = ps_json_get_bool(doc, "$", "sequential", 0, &p->sequential, e)) ||
+        (rc = ps_json_get_bool(doc, "$", "shared_devices", 0, &p->shared_devices, e)))
         goto bad;
     if (mb < 1 || mb > INT_MAX) {
         rc = ps_errf(e, PS_EINPUT, "$.minibatch: %lld; need >= 1", mb);
@@ -705,6 +707,8 @@ json_t *pp_plan_to_json(const pp_plan *p, const pp_model *m, const pp_cluster *c
     json_object_set_new(o, "optimizer", json_string(opt_name(p->optimizer)));
     if (p->sequential)
         json_object_set_new(o, "sequential", json_true());
+    if (p->shared_devices)
+        json_object_set_new(o, "shared_devices", json_true());
     if (p->planner[0])
         json_object_set_new(o, "planner", json_string(p->planner));
     if (isfinite(p->predicted_tps_s))

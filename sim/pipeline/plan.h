@@ -54,6 +54,10 @@ typedef struct pp_plan {
                                 (topological) order, stage i -> i+1, and
                                 boundary i carries every activation crossing
                                 it; in-flight p - i + 1.  JSON "sequential" */
+    int shared_devices;      /* 1: stages may share devices (C3 relaxed): the
+                                stages on one device run on ONE stream (the
+                                device's, keyed by each stage's first device)
+                                and one memory pool; JSON "shared_devices" */
     char planner[32];        /* who made it ("" = by hand) */
     double predicted_tps_s;  /* the planner's objective: time per sample of the
                                 bottleneck stage (NaN if none) */
@@ -181,6 +185,12 @@ typedef struct pp_sim_opts {
     const cm_model *cm;     /* NULL = roofline of the cluster's device */
     const char *trace_path; /* non-NULL: Chrome trace written there */
     int no_memory_limit;    /* 1: never stop on OOM (report peaks only) */
+    /* [nstages] or NULL: stage -> device (worker) id >= 0.  Stages mapped to
+     * one id share one exclusive stream and one memory pool (as under the
+     * plan's shared_devices, which maps each stage to its first device);
+     * interleaved chunks take their group's (stage s % p) entry. */
+    const int *device_of_stage;
+    double task_overhead_s; /* added to every F, B and W (per-task dispatch cost) */
 } pp_sim_opts;
 
 /* Compile the plan to the engine (finalized plan), run it, fill *out.

@@ -93,7 +93,7 @@ pp_sim *pp_sim_plan(const pp_plan *p, const pp_model *m, const pp_cluster *c,
     pp_gnode *nodes = calloc((size_t)S, sizeof *nodes);
     pp_gedge *edges = calloc((size_t)(p->nedges ? p->nedges : 1), sizeof *edges);
     pp_ggroup *groups = calloc((size_t)G, sizeof *groups);
-    int *st = malloc((size_t)nop * sizeof *st), *depth = NULL;
+    int *st = malloc((size_t)nop * sizeof *st), *depth = NULL, *gdev = NULL;
     plan_meta meta = {0};
     meta.nstages = S;
     meta.ngroups = G;
@@ -154,12 +154,13 @@ pp_sim *pp_sim_plan(const pp_plan *p, const pp_model *m, const pp_cluster *c,
             act += x->act_bytes;
             params += x->param_bytes;
         }
-        n->f_s = f;
+        double ov = opts->task_overhead_s > 0 ? opts->task_overhead_s : 0;
+        n->f_s = f + ov;
         if (p->schedule == PP_ZB_H1) {
-            n->b_s = bi;
-            n->w_s = bw;
+            n->b_s = bi + ov;
+            n->w_s = bw + ov;
         } else {
-            n->b_s = bi + bw;
+            n->b_s = bi + bw + ov;
         }
         n->act_bytes = act;
         n->depth = depth[s];
@@ -217,8 +218,33 @@ pp_sim *pp_sim_plan(const pp_plan *p, const pp_model *m, const pp_cluster *c,
     }
     if (rc)
         goto out;
+    if (opts->device_of_stage || p->shared_devices) {
+        /* Stages sharing a device share its stream and pool. */
+        if (!(gdev = malloc((size_t)G * sizeof *gdev))) {
+            rc = nomem(e);
+            goto out;
+        }
+        for (int g = 0; g < G; g++) {
+            int s0 = meta.group_first_stage[g];
+            gdev[g] = opts->device_of_stage ? opts->device_of_stage[s0]
+                                            : p->stages[s0].devices[0];
+            if (gdev[g] < 0) {
+                rc = ps_errf(e, PS_EINPUT, "plan: stage %d mapped to device %d; need >= 0", s0,
+                             gdev[g]);
+                goto out;
+            }
+        }
+        /* Devices used: distinct ids. */
+        meta.ndevices = 0;
+        for (int g = 0; g < G; g++) {
+            int seen = 0;
+            for (int q = 0; q < g && !seen; q++)
+                seen = gdev[q] == gdev[g];
+            meta.ndevices += !seen;
+        }
+    }
     pp_graph gph = {.nn = S, .ne = p->nedges, .ng = G, .nodes = nodes, .edges = edges,
-                    .groups = groups, .sched = p->schedule, .chunks = v};
+                    .groups = groups, .sched = p->schedule, .chunks = v, .group_device = gdev};
     sim = pp_sim_graph(&gph, e);
     if (!sim) {
         rc = e ? e->code : PS_ERUN;
@@ -243,6 +269,7 @@ out:
     free(groups);
     free(st);
     free(depth);
+    free(gdev);
     meta_free(&meta);
     (void)rc;
     return sim;

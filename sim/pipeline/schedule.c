@@ -182,6 +182,11 @@ struct pp_sim {
     int *node_group;       /* [nn] */
     int *stream, *pool;    /* [ng] */
     int *peak_count;       /* [ng] in-flight peak, from the order */
+    int ndev;              /* device slots: ng, or distinct devices when shared */
+    int *dev_id;           /* [ndev] device id of slot (shared), else the group */
+    int *group_slot;       /* [ng] */
+    int *dev_stream;       /* [ndev] */
+    int shared;
     double p2p_bytes;
     pp_result r;           /* per group */
     int ran;
@@ -206,6 +211,9 @@ void pp_sim_free(pp_sim *s)
     free(s->stream);
     free(s->pool);
     free(s->peak_count);
+    free(s->dev_id);
+    free(s->group_slot);
+    free(s->dev_stream);
     free(s->r.busy_s);
     free(s->r.peak_mem_bytes);
     free(s->r.peak_inflight);
@@ -278,6 +286,33 @@ static int compile(pp_sim *s, const pp_graph *g, ps_err *e)
     }
     for (int gi = 0; gi < g->ng; gi++) {
         const pp_ggroup *gr = &g->groups[gi];
+        int slot = s->group_slot[gi];
+        if (s->shared) {
+            /* The first group on a device creates its stream and pool. */
+            int first = 1;
+            for (int q = 0; q < gi && first; q++)
+                first = s->group_slot[q] != slot;
+            if (first) {
+                snprintf(name, sizeof name, "dev%d", s->dev_id[slot]);
+                s->dev_stream[slot] = des_add_stream(d, name, DES_FIFO, e);
+                snprintf(name, sizeof name, "dev%d.mem", s->dev_id[slot]);
+                int pl = des_add_pool(d, name, gr->cap_bytes, e);
+                if (s->dev_stream[slot] < 0 || pl < 0) {
+                    rc = fail(e);
+                    goto out;
+                }
+                s->stream[gi] = s->dev_stream[slot];
+                s->pool[gi] = pl;
+            } else {
+                for (int q = 0; q < gi; q++)
+                    if (s->group_slot[q] == slot) {
+                        s->stream[gi] = s->stream[q];
+                        s->pool[gi] = s->pool[q];
+                        break;
+                    }
+            }
+            continue;
+        }
         s->stream[gi] = des_add_stream(d, gr->name, DES_FIFO, e);
         snprintf(name, sizeof name, "%s.mem", gr->name);
         s->pool[gi] = des_add_pool(d, name, gr->cap_bytes, e);
@@ -285,6 +320,7 @@ static int compile(pp_sim *s, const pp_graph *g, ps_err *e)
             rc = fail(e);
             goto out;
         }
+        s->dev_stream[slot] = s->stream[gi];
     }
     size_t maxops = 0;
     for (int gi = 0; gi < g->ng; gi++) {
@@ -528,16 +564,51 @@ pp_sim *pp_sim_graph(const pp_graph *g, ps_err *e)
     s->stream = malloc((size_t)g->ng * sizeof *s->stream);
     s->pool = malloc((size_t)g->ng * sizeof *s->pool);
     s->peak_count = calloc((size_t)g->ng, sizeof *s->peak_count);
+    s->dev_id = malloc((size_t)g->ng * sizeof *s->dev_id);
+    s->group_slot = malloc((size_t)g->ng * sizeof *s->group_slot);
+    s->dev_stream = malloc((size_t)g->ng * sizeof *s->dev_stream);
     s->r.busy_s = calloc((size_t)g->ng, sizeof *s->r.busy_s);
     s->r.peak_mem_bytes = calloc((size_t)g->ng, sizeof *s->r.peak_mem_bytes);
     s->r.peak_inflight = calloc((size_t)g->ng, sizeof *s->r.peak_inflight);
     s->d = des_new(e);
     if (!s->node_m || !s->node_off || !s->node_group || !s->allreduce || !s->fwd || !s->bwd ||
         !s->wgt || !s->stream || !s->pool || !s->peak_count || !s->r.busy_s ||
-        !s->r.peak_mem_bytes || !s->r.peak_inflight || !s->d) {
+        !s->r.peak_mem_bytes || !s->r.peak_inflight || !s->d || !s->dev_id || !s->group_slot ||
+        !s->dev_stream) {
         pp_sim_free(s);
         oom(e);
         return NULL;
+    }
+    if (g->group_device) {
+        /* Slots: distinct device ids, ascending. */
+        s->shared = 1;
+        for (int gi = 0; gi < g->ng; gi++) {
+            int id = g->group_device[gi];
+            if (id < 0) {
+                ps_errf(e, PS_EINPUT, "pipeline: group %d on device %d; need >= 0", gi, id);
+                pp_sim_free(s);
+                return NULL;
+            }
+            int seen = 0;
+            for (int k = 0; k < s->ndev && !seen; k++)
+                seen = s->dev_id[k] == id;
+            if (!seen)
+                s->dev_id[s->ndev++] = id;
+        }
+        for (int a = 1; a < s->ndev; a++)
+            for (int b = a; b > 0 && s->dev_id[b - 1] > s->dev_id[b]; b--) {
+                int t = s->dev_id[b];
+                s->dev_id[b] = s->dev_id[b - 1];
+                s->dev_id[b - 1] = t;
+            }
+        for (int gi = 0; gi < g->ng; gi++)
+            for (int k = 0; k < s->ndev; k++)
+                if (s->dev_id[k] == g->group_device[gi])
+                    s->group_slot[gi] = k;
+    } else {
+        s->ndev = g->ng;
+        for (int gi = 0; gi < g->ng; gi++)
+            s->dev_id[gi] = s->group_slot[gi] = gi;
     }
     size_t off = 0;
     for (int k = 0; k < g->nn; k++) {
@@ -687,15 +758,29 @@ int pp_sim_run(pp_sim *s, ps_err *e)
     r->makespan_s = des_makespan_s(s->d);
     double sum = 0, ideal = 0;
     for (int i = 0; i < s->ng; i++) {
-        r->busy_s[i] = des_resource_busy_s(s->d, s->stream[i]);
+        if (s->shared) {
+            /* The stream is the device's: a group's busy time is its nodes'. */
+            r->busy_s[i] = 0;
+            for (int k = 0; k < s->nn; k++)
+                if (s->node_group[k] == i)
+                    r->busy_s[i] += pp_sim_node_busy_s(s, k);
+        } else {
+            r->busy_s[i] = des_resource_busy_s(s->d, s->stream[i]);
+        }
         r->peak_mem_bytes[i] = des_pool_peak_bytes(s->d, s->pool[i]);
         r->peak_inflight[i] = s->peak_count[i];
         sum += r->busy_s[i];
-        if (r->busy_s[i] > ideal)
+        if (!s->shared && r->busy_s[i] > ideal)
             ideal = r->busy_s[i];
     }
+    if (s->shared)
+        for (int k = 0; k < s->ndev; k++) {
+            double b = des_resource_busy_s(s->d, s->dev_stream[k]);
+            if (b > ideal)
+                ideal = b;
+        }
     r->ideal_s = ideal;
-    r->bubble_fraction = r->makespan_s > 0 ? 1 - sum / (s->ng * r->makespan_s) : 0;
+    r->bubble_fraction = r->makespan_s > 0 ? 1 - sum / (s->ndev * r->makespan_s) : 0;
     r->bubble_ratio = ideal > 0 ? (r->makespan_s - ideal) / ideal : 0;
     return rc;
 }
@@ -771,3 +856,70 @@ void pp_sim_set_user(pp_sim *s, void *user, void (*free_fn)(void *))
 }
 
 void *pp_sim_user(const pp_sim *s) { return s->user; }
+
+int pp_sim_ndevices(const pp_sim *s) { return s->ndev; }
+
+int pp_sim_device_id(const pp_sim *s, int slot)
+{
+    return slot >= 0 && slot < s->ndev ? s->dev_id[slot] : -1;
+}
+
+int pp_sim_group_device(const pp_sim *s, int group)
+{
+    return group >= 0 && group < s->ng ? s->group_slot[group] : -1;
+}
+
+static int cmp_dev_task(const void *a, const void *b)
+{
+    const pp_dev_task *x = a, *y = b;
+    if (x->start_s != y->start_s)
+        return x->start_s < y->start_s ? -1 : 1;
+    if (x->end_s != y->end_s)
+        return x->end_s < y->end_s ? -1 : 1;
+    return (x->task > y->task) - (x->task < y->task);
+}
+
+int pp_sim_device_order(const pp_sim *s, int slot, pp_dev_task **out, int *n, ps_err *e)
+{
+    *out = NULL;
+    *n = 0;
+    if (slot < 0 || slot >= s->ndev)
+        return ps_errf(e, PS_EINPUT, "pipeline: device slot %d out of range 0..%d", slot,
+                       s->ndev - 1);
+    if (!s->ran)
+        return ps_errf(e, PS_EINPUT, "pipeline: pp_sim_device_order before pp_sim_run");
+    size_t cnt = 0;
+    for (int k = 0; k < s->nn; k++)
+        if (s->group_slot[s->node_group[k]] == slot)
+            cnt += 3 * (size_t)s->node_m[k];
+    pp_dev_task *t = malloc((cnt ? cnt : 1) * sizeof *t);
+    if (!t)
+        return oom(e);
+    int c = 0;
+    for (int k = 0; k < s->nn; k++) {
+        int gi = s->node_group[k];
+        if (s->group_slot[gi] != slot)
+            continue;
+        /* chunk = position of k among its group's nodes (node order) */
+        int chunk = 0;
+        for (int q = 0; q < k; q++)
+            chunk += s->node_group[q] == gi;
+        for (int mb = 0; mb < s->node_m[k]; mb++) {
+            size_t x = s->node_off[k] + mb;
+            int ids[3] = {s->fwd[x], s->bwd[x], s->wgt[x]};
+            int kinds[3] = {PP_OP_FWD, PP_OP_BWD, PP_OP_WGRAD};
+            for (int q = 0; q < 3; q++) {
+                if (ids[q] < 0)
+                    continue;
+                double a = des_task_start_s(s->d, ids[q]), b = des_task_end_s(s->d, ids[q]);
+                if (!isfinite(a) || !isfinite(b))
+                    continue;
+                t[c++] = (pp_dev_task){ids[q], k, gi, chunk, kinds[q], mb, a, b};
+            }
+        }
+    }
+    qsort(t, (size_t)c, sizeof *t, cmp_dev_task);
+    *out = t;
+    *n = c;
+    return 0;
+}

@@ -132,4 +132,25 @@ int pp_sim_stage_stream(const pp_sim *s, int stage);
 int pp_sim_stage_pool(const pp_sim *s, int stage);
 void pp_sim_free(pp_sim *s);
 
+/* Devices of a simulation: one per group (stage), or, when stages share
+ * devices (pp_sim_opts.device_of_stage, plan "shared_devices"), one per
+ * distinct device id, numbered 0.. in ascending id order. */
+int pp_sim_ndevices(const pp_sim *s);
+/* The device id (as given) of device slot k; the slot of a group. */
+int pp_sim_device_id(const pp_sim *s, int slot);
+int pp_sim_group_device(const pp_sim *s, int group);
+
+/* One compute task on a device, as the run placed it. */
+typedef struct pp_dev_task {
+    int task;          /* des task id */
+    int node;          /* virtual stage (a plan's stage index) */
+    int group, chunk;
+    int kind;          /* pp_op_kind */
+    int mb;
+    double start_s, end_s;
+} pp_dev_task;
+/* After pp_sim_run: the compute tasks of device slot `slot` in start order
+ * (start, then end, then task id), *out malloc'd (free it), *n entries. */
+int pp_sim_device_order(const pp_sim *s, int slot, pp_dev_task **out, int *n, ps_err *e);
+
 #endif

@@ -41,6 +41,12 @@ typedef struct pp_graph {
     const pp_ggroup *groups;
     pp_schedule sched;
     int chunks;          /* interleaved v (groups then hold v nodes each) */
+    /* Shared devices: group -> device id (>= 0), NULL = one device per group.
+     * Groups on one device share ONE exclusive stream and ONE memory pool
+     * (its capacity: the first such group's cap_bytes); each group's op order
+     * stays a chain of dependencies, the interleaving across groups on a
+     * device is the engine's FIFO (ready time, then task id). */
+    const int *group_device;
 } pp_graph;
 
 /* Build the task graph of g (not run).  The result's per-stage arrays are
