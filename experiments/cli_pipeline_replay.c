@@ -9,28 +9,6 @@
 #include "kernels/cpu_blas.h"
 #include "real/replay.h"
 
-/* OpenBLAS 0.3.21 runs generic SSE3 kernels on CPUs it does not recognise;
- * re-run once with OPENBLAS_CORETYPE set when that helps (as `plansim real`
- * does), so the replay and its calibration run the real kernels. */
-static void maybe_reexec(int argc, char **argv)
-{
-    const char *better = ps_cpu_blas_better_core();
-    if (!better || getenv("PLANSIM_NO_REEXEC"))
-        return;
-    char **av = calloc((size_t)argc + 3, sizeof *av);
-    if (!av)
-        return;
-    av[0] = "plansim";
-    av[1] = "pipeline";
-    av[2] = "replay";
-    for (int i = 1; i < argc; i++)
-        av[i + 2] = argv[i];
-    setenv("OPENBLAS_CORETYPE", better, 1);
-    setenv("PLANSIM_NO_REEXEC", "1", 1);
-    execv("/proc/self/exe", av);
-    free(av); /* exec failed: carry on with the generic kernels */
-}
-
 static void replay_help(void)
 {
     printf(
@@ -84,7 +62,6 @@ int pp_cli_replay(int argc, char **argv)
             replay_help();
             return 0;
         }
-    maybe_reexec(argc, argv);
     ps_cli_reset_getopt();
     while ((c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
         switch (c) {

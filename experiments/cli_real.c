@@ -32,29 +32,6 @@
 #define GPT_B 16
 #define GPT_T 128
 
-/* OpenBLAS 0.3.21 runs generic SSE3 kernels on CPUs it does not recognise;
- * re-run this command once with OPENBLAS_CORETYPE set when that helps (the
- * choice is made when the library loads).  argv is the verb's (argv[0] =
- * "plansim real VERB"). */
-static void maybe_reexec(const char *verb, int argc, char **argv)
-{
-    const char *better = ps_cpu_blas_better_core();
-    if (!better || getenv("PLANSIM_NO_REEXEC"))
-        return;
-    char **av = calloc((size_t)argc + 3, sizeof *av);
-    if (!av)
-        return;
-    av[0] = "plansim";
-    av[1] = "real";
-    av[2] = (char *)verb;
-    for (int i = 1; i < argc; i++)
-        av[i + 2] = argv[i];
-    setenv("OPENBLAS_CORETYPE", better, 1);
-    setenv("PLANSIM_NO_REEXEC", "1", 1);
-    execv("/proc/self/exe", av);
-    free(av); /* exec failed: carry on with the generic kernels */
-}
-
 static int default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -272,7 +249,6 @@ static int cmd_train(int argc, char **argv)
         {"output", required_argument, 0, 'o'}, {"quick", no_argument, 0, 'q'},
         {"json", no_argument, 0, 'j'},        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    maybe_reexec("train", argc, argv);
     train_args a = {.model = "cnn", .seed = 1, .threads = 0};
     int c;
     ps_cli_reset_getopt();
@@ -347,7 +323,6 @@ static int cmd_eval(int argc, char **argv)
                                        {"json", no_argument, 0, 'j'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-    maybe_reexec("eval", argc, argv);
     long threads = 1;
     int json = 0, c;
     ps_cli_reset_getopt();
@@ -597,7 +572,6 @@ static int cmd_bench(int argc, char **argv)
         "fraction = achieved / peak.  --quick: fewer sizes and steps (seconds).\n"
         "JSON: cnn_fraction, gpt_fraction (at all CPUs) and rows[] per thread count.\n";
     int json = 0, quick = 0;
-    maybe_reexec("bench", argc, argv);
     int st = ps_cli_bench_opts(argc, argv, usage, &json, &quick);
     if (st >= 0)
         return st;

@@ -3,12 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "experiments/cli.h"
 #include "experiments/info.h"
 #include "experiments/plot.h"
 #include "experiments/runner.h"
+#include "kernels/cpu_blas.h"
 #include "kernels/gpu.h"
 
 extern const ps_noun ps_noun_des;
@@ -155,7 +157,12 @@ static void version(void)
 {
     char gpu[256];
     ps_gpu_count(gpu, sizeof gpu);
-    printf("plansim %s (git %s)\ngpu: %s\n", ps_version, ps_git_commit, gpu);
+    const char *st = getenv("PLANSIM_BLAS_REEXEC");
+    printf("plansim %s (git %s)\ngpu: %s\nblas: %s, core %s%s\n", ps_version, ps_git_commit, gpu,
+           ps_cpu_blas_config(), ps_cpu_blas_core(),
+           st && !strcmp(st, "forced")    ? " (forced by plansim: OpenBLAS fell back to generic kernels)"
+           : st && !strcmp(st, "generic") ? " (forced core failed the self-check)"
+                                          : "");
 }
 
 static void usage(FILE *f)
@@ -176,8 +183,43 @@ static void noun_usage(const ps_noun *n, FILE *f)
         fprintf(f, "  %-12s %s\n", v->name, v->summary);
 }
 
+/* OpenBLAS 0.3.21 (Debian 12) runs its generic SSE3 kernels on CPUs it does
+ * not recognise (this VM's Xeon), 3-5x slower at GEMM; the kernel set is
+ * chosen when the library loads.  So plansim re-executes itself once with
+ * OPENBLAS_CORETYPE set to what the CPU supports, and then checks the forced
+ * kernels against a float64 loop; if they disagree it re-executes once more
+ * with OpenBLAS's own choice (docs/DECISIONS.md).  A user's own
+ * OPENBLAS_CORETYPE is never overridden; PLANSIM_NO_REEXEC=1 turns it off. */
+static void blas_reexec(char **argv)
+{
+    const char *state = getenv("PLANSIM_BLAS_REEXEC");
+    if (getenv("PLANSIM_NO_REEXEC"))
+        return;
+    if (state && !strcmp(state, "forced")) {
+        if (ps_cpu_blas_selfcheck() == 0)
+            return;
+        fprintf(stderr, "plansim: warning: OpenBLAS gives wrong results with OPENBLAS_CORETYPE=%s;"
+                        " using its generic kernels\n",
+                getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "?");
+        unsetenv("OPENBLAS_CORETYPE");
+        setenv("PLANSIM_BLAS_REEXEC", "generic", 1);
+        execv("/proc/self/exe", argv);
+        return;
+    }
+    if (state)
+        return;
+    const char *better = ps_cpu_blas_better_core();
+    if (!better)
+        return;
+    setenv("OPENBLAS_CORETYPE", better, 1);
+    setenv("PLANSIM_BLAS_REEXEC", "forced", 1);
+    execv("/proc/self/exe", argv); /* on failure: carry on with the generic kernels */
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
 int main(int argc, char **argv)
 {
+    blas_reexec(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

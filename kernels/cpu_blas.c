@@ -1,6 +1,8 @@
 #include "cpu_blas.h"
 
 #include <cblas.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -81,4 +83,46 @@ const char *ps_cpu_blas_better_core(void)
         return strcasecmp(core, "Haswell") ? "Haswell" : NULL;
 #endif
     return NULL;
+}
+
+int ps_cpu_blas_selfcheck(void)
+{
+    enum { M = 37, N = 29, K = 53 };
+    static float af[M * K], bf[K * N], cf[M * N];
+    static double ad[M * K], bd[K * N], cd[M * N], ref[M * N];
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < M * K; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        ad[i] = (double)(int)((x >> 33) % 2001u - 1000u) / 1000.0;
+        af[i] = (float)ad[i];
+    }
+    for (int i = 0; i < K * N; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        bd[i] = (double)(int)((x >> 33) % 2001u - 1000u) / 1000.0;
+        bf[i] = (float)bd[i];
+    }
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            /* A stored m x k (or k x m when ta), B k x n (or n x k when tb):
+             * the same numbers read through the transposition. */
+            double num = 0, den = 0, numd = 0;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int k = 0; k < K; k++)
+                        s += (ta ? ad[k * M + i] : ad[i * K + k]) *
+                             (tb ? bd[j * K + k] : bd[k * N + j]);
+                    ref[i * N + j] = s;
+                }
+            ps_cpu_sgemm(ta, tb, M, N, K, 1.0f, af, ta ? M : K, bf, tb ? K : N, 0.0f, cf, N);
+            ps_cpu_dgemm(ta, tb, M, N, K, 1.0, ad, ta ? M : K, bd, tb ? K : N, 0.0, cd, N);
+            for (int i = 0; i < M * N; i++) {
+                num += (cf[i] - ref[i]) * (cf[i] - ref[i]);
+                numd += (cd[i] - ref[i]) * (cd[i] - ref[i]);
+                den += ref[i] * ref[i];
+            }
+            if (!(den > 0) || !(sqrt(num / den) < 1e-4) || !(sqrt(numd / den) < 1e-12))
+                return -1;
+        }
+    return 0;
 }

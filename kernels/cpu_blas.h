@@ -40,5 +40,11 @@ const char *ps_cpu_blas_core(void);
  * The choice is made when the library loads, so the caller must set
  * OPENBLAS_CORETYPE and re-exec (experiments/main.c does, once). */
 const char *ps_cpu_blas_better_core(void);
+/* A quick correctness check of the loaded kernels: sgemm and dgemm on odd
+ * sizes in every transpose combination against a float64 loop.  0 when they
+ * agree (relative error < 1e-4 fp32, 1e-12 fp64), -1 otherwise (the caller
+ * falls back to OpenBLAS's own choice: some older builds compute wrong
+ * results with a forced core type). */
+int ps_cpu_blas_selfcheck(void);
 
 #endif

@@ -121,6 +121,14 @@ static void test_sgemm(void **state)
         }
 }
 
+/* The check plansim runs after forcing an OpenBLAS core type must pass on
+ * the kernels OpenBLAS loads here. */
+static void test_blas_selfcheck(void **state)
+{
+    (void)state;
+    assert_int_equal(ps_cpu_blas_selfcheck(), 0);
+}
+
 static void test_dgemm_and_beta(void **state)
 {
     (void)state;
@@ -504,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_reductions),
         cmocka_unit_test(test_embedding_bag),
         cmocka_unit_test(test_memcpy_threads),
+        cmocka_unit_test(test_blas_selfcheck),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
