@@ -6,8 +6,10 @@
 
 extern const ps_study ps_study_schedule;
 extern const ps_study ps_study_pipeline;
+extern const ps_study ps_study_pipeline_validation;
 
-static const ps_study *const studies[] = {&ps_study_schedule, &ps_study_pipeline, NULL};
+static const ps_study *const studies[] = {&ps_study_schedule, &ps_study_pipeline,
+                                          &ps_study_pipeline_validation, NULL};
 
 const ps_study *ps_study_find(const char *name)
 {

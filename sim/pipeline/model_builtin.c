@@ -8,6 +8,16 @@
  *                concat and a top MLP
  *   candle-uno   feature-encoder MLP branches into a concat and a deep MLP
  *   transformer  token embedding, layers, final layernorm, LM head: a chain
+ *   candle-uno-small, mmt-small
+ *                replay-sized trainable multi-branch models (real/replay runs
+ *                them for real on this machine's CPU): every GEMM's k is the
+ *                width of its input, so the graph trains as written.
+ *                candle-uno-small: MLP branches (m = 1 per sample) into a
+ *                concat, a trunk MLP and a linear head; mmt-small: modality
+ *                branches of transformer-style FFN blocks over a short
+ *                sequence (m = seq) into a concat and a fusing head.  Branch
+ *                b may be deeper (layer_step) or wider (width_step) than
+ *                branch 0, so graph pipelines meet unequal branches.
  *
  * granularity "layer" (default) makes each transformer or MLP layer one
  * graph node (a block of cost-model ops); "op" makes every GEMM, attention,
@@ -68,7 +78,35 @@ static const pp_knob gpt_knobs[] = {
     {"granularity", "\"layer\"", "layer | op"},
     {NULL, NULL, NULL}};
 
-static const char *const names[] = {"mmt", "dlrm", "candle-uno", "transformer", NULL};
+static const pp_knob candle_small_knobs[] = {
+    {"branches", "3", "feature-encoder branches"},
+    {"branch_layers", "2", "layers of branch 0 (GEMM + ReLU each)"},
+    {"layer_step", "0", "branch b has branch_layers + b x layer_step layers"},
+    {"features", "256", "input features per branch"},
+    {"width", "256", "width of branch 0's layers"},
+    {"width_step", "0", "branch b's layers are width + b x width_step wide"},
+    {"top_layers", "2", "layers of the trunk MLP after the concat"},
+    {"top_width", "256", "width of the trunk MLP"},
+    {"outputs", "1", "width of the linear head (0 = no head)"},
+    {"dtype", "\"fp32\"", "element type of every op"},
+    {"granularity", "\"layer\"", "layer | op"},
+    {NULL, NULL, NULL}};
+
+static const pp_knob mmt_small_knobs[] = {
+    {"branches", "3", "modality branches"},
+    {"layers", "2", "FFN blocks of branch 0"},
+    {"layer_step", "0", "branch b has layers + b x layer_step blocks"},
+    {"seq", "16", "sequence length (rows per sample)"},
+    {"features", "64", "input features per position of each modality"},
+    {"hidden", "128", "hidden size (the input projection's output)"},
+    {"ffn", "256", "FFN inner size (GEMM + GELU + GEMM per block)"},
+    {"head", "128", "output width of the fusing head"},
+    {"dtype", "\"fp32\"", "element type of every op"},
+    {"granularity", "\"layer\"", "layer | op"},
+    {NULL, NULL, NULL}};
+
+static const char *const names[] = {"mmt",       "dlrm",     "candle-uno", "transformer",
+                                    "candle-uno-small", "mmt-small", NULL};
 
 const char *const *pp_builtin_names(void) { return names; }
 
@@ -84,6 +122,10 @@ const pp_knob *pp_builtin_knobs(const char *name)
         return candle_knobs;
     if (!strcmp(name, "transformer") || !strcmp(name, "gpt"))
         return gpt_knobs;
+    if (!strcmp(name, "candle-uno-small"))
+        return candle_small_knobs;
+    if (!strcmp(name, "mmt-small"))
+        return mmt_small_knobs;
     return NULL;
 }
 
@@ -394,12 +436,102 @@ static int gen_gpt(gen *g, const kv *k)
     return g->rc;
 }
 
+/* ---- replay-sized models ---- */
+
+/* A GEMM of m rows per sample (n x k weight) as its own node; in op
+ * granularity with an activation it becomes two nodes. */
+static int gemm_node(gen *g, const char *id, int in, int64_t m, int64_t n, int64_t k)
+{
+    ps_op p;
+    int64_t d[3] = {m, n, k};
+    mk(g, &p, "gemm", NULL, d, 3);
+    if (g->rc)
+        return -1;
+    return add(g, id, "gemm", &p, NULL, 0, -1, &in, 1);
+}
+
+static int gen_candle_small(gen *g, const kv *k)
+{
+    long long B, BL, LS, F, W, WS, TL, TW, O;
+    if (kv_int(k, "branches", 1, &B, g->e) || kv_int(k, "branch_layers", 1, &BL, g->e) ||
+        kv_int(k, "layer_step", 0, &LS, g->e) || kv_int(k, "features", 1, &F, g->e) ||
+        kv_int(k, "width", 1, &W, g->e) || kv_int(k, "width_step", 0, &WS, g->e) ||
+        kv_int(k, "top_layers", 0, &TL, g->e) || kv_int(k, "top_width", 1, &TW, g->e) ||
+        kv_int(k, "outputs", 0, &O, g->e))
+        return g->e->code;
+    if (B > 64)
+        return ps_errf(g->e, PS_EINPUT, "builtin candle-uno-small: branches %lld > 64", B);
+    int outs[64];
+    long long cat = 0;
+    char id[64];
+    for (long long b = 0; b < B && !g->rc; b++) {
+        snprintf(id, sizeof id, "enc%lld", b);
+        outs[b] = mlp_branch(g, id, BL + b * LS, F, W + b * WS);
+        cat += W + b * WS;
+    }
+    int c = B > 1 ? add(g, "concat", "concat", NULL, NULL, 0, -1, outs, (int)B) : outs[0];
+    int x = TL ? top_mlp(g, c, cat, TL, TW) : c;
+    if (O)
+        gemm_node(g, "head", x, 1, O, TL ? TW : cat);
+    return g->rc;
+}
+
+/* One FFN block over seq rows: GEMM h->f, GELU, GEMM f->h. */
+static int ffn_block(gen *g, const char *pfx, int in, int64_t seq, int64_t h, int64_t f)
+{
+    ps_op p[3];
+    int64_t d1[3] = {seq, f, h}, da[1] = {seq * f}, d2[3] = {seq, h, f};
+    mk(g, &p[0], "gemm", NULL, d1, 3);
+    mk(g, &p[1], "elementwise", "gelu", da, 1);
+    mk(g, &p[2], "gemm", NULL, d2, 3);
+    if (g->rc)
+        return -1;
+    if (!g->op_level)
+        return add(g, pfx, "block", NULL, p, 3, -1, &in, 1);
+    static const char *const sub[3] = {"fc1", "gelu", "fc2"};
+    char id[128];
+    int x = in;
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof id, "%s.%s", pfx, sub[i]);
+        x = add(g, id, p[i].kind, &p[i], NULL, 0, -1, &x, 1);
+    }
+    return x;
+}
+
+static int gen_mmt_small(gen *g, const kv *k)
+{
+    long long B, L, LS, S, F, H, FF, HD;
+    if (kv_int(k, "branches", 1, &B, g->e) || kv_int(k, "layers", 1, &L, g->e) ||
+        kv_int(k, "layer_step", 0, &LS, g->e) || kv_int(k, "seq", 1, &S, g->e) ||
+        kv_int(k, "features", 1, &F, g->e) || kv_int(k, "hidden", 1, &H, g->e) ||
+        kv_int(k, "ffn", 1, &FF, g->e) || kv_int(k, "head", 1, &HD, g->e))
+        return g->e->code;
+    if (B > 64)
+        return ps_errf(g->e, PS_EINPUT, "builtin mmt-small: branches %lld > 64", B);
+    int outs[64];
+    char id[128];
+    for (long long b = 0; b < B && !g->rc; b++) {
+        snprintf(id, sizeof id, "in%lld", b);
+        int x = add(g, id, "input", NULL, NULL, 0, wbytes(g) * S * F, NULL, 0);
+        snprintf(id, sizeof id, "b%lld.proj", b);
+        x = gemm_node(g, id, x, S, H, F);
+        for (long long l = 0; l < L + b * LS && !g->rc; l++) {
+            snprintf(id, sizeof id, "b%lld.l%lld", b, l);
+            x = ffn_block(g, id, x, S, H, FF);
+        }
+        outs[b] = x;
+    }
+    int c = B > 1 ? add(g, "concat", "concat", NULL, NULL, 0, -1, outs, (int)B) : outs[0];
+    gemm_node(g, "head", c, S, HD, B * H);
+    return g->rc;
+}
+
 pp_model *pp_model_builtin(const char *name, const json_t *params, ps_err *e)
 {
     const pp_knob *knobs = pp_builtin_knobs(name);
     if (!knobs) {
         ps_errf(e, PS_EINPUT, "unknown builtin model \"%s\" (known: mmt, dlrm, candle-uno, "
-                "transformer)", name ? name : "");
+                "transformer, candle-uno-small, mmt-small)", name ? name : "");
         return NULL;
     }
     kv k = {0};
@@ -407,17 +539,21 @@ pp_model *pp_model_builtin(const char *name, const json_t *params, ps_err *e)
     int rc = kv_init(&k, name, knobs, params, e);
     if (!rc)
         rc = kv_common(&k, &g.dtype, &g.op_level, e);
-    const char *canon = knobs == mmt_knobs      ? "mmt"
-                        : knobs == dlrm_knobs   ? "dlrm"
-                        : knobs == candle_knobs ? "candle-uno"
-                                                : "transformer";
+    const char *canon = knobs == mmt_knobs            ? "mmt"
+                        : knobs == dlrm_knobs         ? "dlrm"
+                        : knobs == candle_knobs       ? "candle-uno"
+                        : knobs == candle_small_knobs ? "candle-uno-small"
+                        : knobs == mmt_small_knobs    ? "mmt-small"
+                                                      : "transformer";
     if (!rc && !(g.m = pp_model_new(canon, e)))
         rc = e ? e->code : PS_ERUN;
     if (!rc) {
-        rc = knobs == mmt_knobs      ? gen_mmt(&g, &k)
-             : knobs == dlrm_knobs   ? gen_dlrm(&g, &k)
-             : knobs == candle_knobs ? gen_candle(&g, &k)
-                                     : gen_gpt(&g, &k);
+        rc = knobs == mmt_knobs            ? gen_mmt(&g, &k)
+             : knobs == dlrm_knobs         ? gen_dlrm(&g, &k)
+             : knobs == candle_knobs       ? gen_candle(&g, &k)
+             : knobs == candle_small_knobs ? gen_candle_small(&g, &k)
+             : knobs == mmt_small_knobs    ? gen_mmt_small(&g, &k)
+                                           : gen_gpt(&g, &k);
         if (!rc)
             rc = g.rc;
     }
