@@ -77,6 +77,16 @@ typedef struct rt_backend {
     /* optimizer updates of one parameter (m, v allocated by the caller) */
     int (*sgd_update)(const rt_opt *o, rt_param *p, ps_err *e);
     int (*adamw_update)(const rt_opt *o, rt_param *p, ps_err *e);
+    /* fused ops (optional: a model checks rt_*_available and falls back) */
+    int (*bn_relu_maxpool_fwd)(const rt_bn *g, int k, int s, const rt_tensor *x,
+                               const rt_tensor *gamma, const rt_tensor *beta,
+                               rt_tensor *running_mean, rt_tensor *running_var, rt_tensor *y,
+                               rt_tensor *argmax, rt_tensor *mean, rt_tensor *rstd, ps_err *e);
+    int (*bn_relu_maxpool_bwd)(const rt_bn *g, int k, int s, const rt_tensor *x,
+                               const rt_tensor *gamma, const rt_tensor *mean,
+                               const rt_tensor *rstd, const rt_tensor *y,
+                               const rt_tensor *argmax, const rt_tensor *dy, rt_tensor *dx,
+                               rt_tensor *dgamma, rt_tensor *dbeta, ps_err *e);
 } rt_backend;
 
 struct rt_dev {

@@ -1,5 +1,6 @@
 /* The configurable CNN; see cnn.h.  Forward top to bottom, backward bottom
- * to top, every activation kept in the struct for the batch's first n rows. */
+ * to top, the activations backward needs kept in the struct for the batch's
+ * first n rows. */
 #include "real/cnn.h"
 
 #include <stdio.h>
@@ -145,6 +146,13 @@ static rt_param *add_param(cnn *net, const char *name, int ndim, const int64_t *
     return p;
 }
 
+/* Batch norm, ReLU and pooling as one op (rt_bn_relu_maxpool_*: no
+ * full-size intermediates) where the device has it; else the three ops. */
+static int fused_block(const cnn *net)
+{
+    return net->cfg.batchnorm && rt_bn_relu_maxpool_available(net->dev);
+}
+
 static int alloc4(rt_tensor *t, const cnn *net, rt_dtype dt, int64_t c, int64_t h, int64_t w,
                   ps_err *e)
 {
@@ -231,16 +239,19 @@ int cnn_init(cnn *net, const cnn_config *c, rt_dev *d, rt_dtype dt, int64_t max_
         if (!(b->bn_rv = add_param(net, name, 1, cs, e)) || rt_tensor_fill(&b->bn_rv->w, 1, e))
             goto fail;
     }
-    /* activations and their gradients */
+    /* activations and their gradients (fused blocks keep neither the
+     * normalised nor the activated tensor, nor their gradients: the conv
+     * output's gradient overwrites it) */
+    const int fu = fused_block(net);
     for (int i = 0; i < c->nblocks; i++) {
         cnn_block *b = &net->blk[i];
         if (alloc4(&b->conv, net, dt, b->c_out, b->h, b->w, e) ||
-            (c->batchnorm && alloc4(&b->bn, net, dt, b->c_out, b->h, b->w, e)) ||
-            alloc4(&b->act, net, dt, b->c_out, b->h, b->w, e) ||
+            (c->batchnorm && !fu && alloc4(&b->bn, net, dt, b->c_out, b->h, b->w, e)) ||
+            (!fu && alloc4(&b->act, net, dt, b->c_out, b->h, b->w, e)) ||
             alloc4(&b->pool, net, dt, b->c_out, b->h / 2, b->w / 2, e) ||
             alloc4(&b->argmax, net, RT_I32, b->c_out, b->h / 2, b->w / 2, e) ||
-            (c->batchnorm && alloc4(&b->dconv, net, dt, b->c_out, b->h, b->w, e)) ||
-            alloc4(&b->dact, net, dt, b->c_out, b->h, b->w, e) ||
+            (c->batchnorm && !fu && alloc4(&b->dconv, net, dt, b->c_out, b->h, b->w, e)) ||
+            (!fu && alloc4(&b->dact, net, dt, b->c_out, b->h, b->w, e)) ||
             alloc4(&b->dpool, net, dt, b->c_out, b->h / 2, b->w / 2, e))
             goto fail;
         if (c->batchnorm && (rt_tensor_new1(&b->mean, d, dt, b->c_out, e) ||
@@ -311,17 +322,27 @@ int cnn_forward(cnn *net, const rt_tensor *x, int training, ps_err *e)
     }
     net->cur_n = n;
     net->training = training;
+    net->conv_spent = 0;
     rt_bn bn = net->bn;
     bn.training = training;
     rt_conv g = {.stride = 1, .pad = c->ksize / 2};
     const rt_tensor *in = x;
     rt_tensor in_view;
+    const int fu = fused_block(net);
     for (int i = 0; i < c->nblocks; i++) {
         cnn_block *b = &net->blk[i];
-        rt_tensor conv = rows(&b->conv, n), act = rows(&b->act, n), pool = rows(&b->pool, n),
-                  am = rows(&b->argmax, n);
+        rt_tensor conv = rows(&b->conv, n), pool = rows(&b->pool, n), am = rows(&b->argmax, n);
         if (rt_conv2d_fwd(&g, in, &b->conv_w->w, b->conv_b ? &b->conv_b->w : NULL, &conv, e))
             return e ? e->code : PS_ERUN;
+        if (fu) {
+            if (rt_bn_relu_maxpool_fwd(&bn, 2, 2, &conv, &b->bn_g->w, &b->bn_b->w, &b->bn_rm->w,
+                                       &b->bn_rv->w, &pool, &am, &b->mean, &b->rstd, e))
+                return e ? e->code : PS_ERUN;
+            in_view = pool;
+            in = &in_view;
+            continue;
+        }
+        rt_tensor act = rows(&b->act, n);
         const rt_tensor *pre = &conv;
         rt_tensor bnv;
         if (c->batchnorm) {
@@ -387,6 +408,10 @@ int cnn_backward(cnn *net, const rt_tensor *x, const rt_tensor *labels, ps_err *
     if (n < 1 || x->ndim != 4 || x->shape[0] != n)
         return ps_errf(e, PS_EINPUT, "cnn_backward: x must be the last forward's input (%lld rows)",
                        (long long)n);
+    const int fu = fused_block(net);
+    if (fu && net->conv_spent)
+        return ps_errf(e, PS_EINPUT, "cnn_backward: a second backward after one forward (the "
+                                     "first overwrote the saved conv outputs)");
     rt_bn bn = net->bn;
     bn.training = net->training;
     rt_conv g = {.stride = 1, .pad = c->ksize / 2};
@@ -405,20 +430,30 @@ int cnn_backward(cnn *net, const rt_tensor *x, const rt_tensor *labels, ps_err *
     } else if (rt_linear_bwd(&flat, &net->fc1_w->w, &dlogits, &dflat, &net->fc1_w->g,
                              &net->fc1_b->g, e))
         return e ? e->code : PS_ERUN;
+    net->conv_spent = fu;
     for (int i = c->nblocks - 1; i >= 0; i--) {
         cnn_block *b = &net->blk[i];
-        rt_tensor conv = rows(&b->conv, n), act = rows(&b->act, n), am = rows(&b->argmax, n),
-                  dpool = rows(&b->dpool, n), dact = rows(&b->dact, n);
-        rt_tensor pre = c->batchnorm ? rows(&b->bn, n) : conv;
-        if (rt_maxpool2d_bwd(2, 2, &am, &dpool, &dact, e) ||
-            rt_act_bwd(RT_RELU, 0, &pre, &act, &dact, &dact, e))
-            return e ? e->code : PS_ERUN;
-        rt_tensor dconv = dact;
-        if (c->batchnorm) {
-            dconv = rows(&b->dconv, n);
-            if (rt_batchnorm_bwd(&bn, &conv, &b->bn_g->w, &b->mean, &b->rstd, &dact, &dconv,
-                                 &b->bn_g->g, &b->bn_b->g, e))
+        rt_tensor conv = rows(&b->conv, n), am = rows(&b->argmax, n), dpool = rows(&b->dpool, n);
+        rt_tensor dconv;
+        if (fu) { /* in place: the conv output becomes its gradient */
+            rt_tensor pool = rows(&b->pool, n);
+            dconv = conv;
+            if (rt_bn_relu_maxpool_bwd(&bn, 2, 2, &conv, &b->bn_g->w, &b->mean, &b->rstd, &pool,
+                                       &am, &dpool, &dconv, &b->bn_g->g, &b->bn_b->g, e))
                 return e ? e->code : PS_ERUN;
+        } else {
+            rt_tensor act = rows(&b->act, n), dact = rows(&b->dact, n);
+            rt_tensor pre = c->batchnorm ? rows(&b->bn, n) : conv;
+            if (rt_maxpool2d_bwd(2, 2, &am, &dpool, &dact, e) ||
+                rt_act_bwd(RT_RELU, 0, &pre, &act, &dact, &dact, e))
+                return e ? e->code : PS_ERUN;
+            dconv = dact;
+            if (c->batchnorm) {
+                dconv = rows(&b->dconv, n);
+                if (rt_batchnorm_bwd(&bn, &conv, &b->bn_g->w, &b->mean, &b->rstd, &dact, &dconv,
+                                     &b->bn_g->g, &b->bn_b->g, e))
+                    return e ? e->code : PS_ERUN;
+            }
         }
         rt_tensor in = i ? rows(&net->blk[i - 1].pool, n) : *x;
         rt_tensor din = i ? rows(&net->blk[i - 1].dpool, n) : (rt_tensor){0};

@@ -7,7 +7,10 @@
  *   head:                  flatten -> linear(hidden) -> ReLU -> linear(classes)
  *                          (hidden 0: one linear straight to the classes)
  *
- * With batch norm the convolution has no bias (BN's beta does its job).
+ * With batch norm the convolution has no bias (BN's beta does its job), and
+ * batchnorm -> ReLU -> maxpool is one op (rt_bn_relu_maxpool_*) where the
+ * device has it: the normalised and activated tensors are never stored and
+ * the backward overwrites the conv output with its gradient.
  * The penultimate features (the hidden layer after ReLU, or the flattened
  * last block when hidden is 0) are exposed for a Fréchet distance.
  *
@@ -57,6 +60,7 @@ typedef struct cnn_block {
     rt_tensor conv, bn, act, pool, argmax;                  /* activations [B, ...] */
     rt_tensor mean, rstd;                                    /* BN batch stats [c_out] */
     rt_tensor dconv, dact, dpool;                            /* gradients [B, ...] */
+    /* (bn, act, dconv, dact unallocated with the fused op: see above) */
 } cnn_block;
 
 typedef struct cnn {
@@ -74,6 +78,7 @@ typedef struct cnn {
     rt_bn bn;       /* eps 1e-5, momentum 0.1 */
     int64_t cur_n;  /* batch size of the last forward */
     int training;   /* mode of the last forward */
+    int conv_spent; /* a backward overwrote the conv outputs (fused blocks) */
 } cnn;
 
 /* Allocate parameters (initialised from seed: PyTorch's default fan-in
@@ -94,7 +99,8 @@ int64_t cnn_feature_dim(const cnn *net);
 /* Mean softmax cross-entropy of the last forward against labels (I32 [n]). */
 int cnn_loss(cnn *net, const rt_tensor *labels, double *loss, ps_err *e);
 /* After cnn_loss: accumulate every trainable gradient (+=); x is the
- * forward's input. */
+ * forward's input.  Once per forward: with batch norm the blocks' backward
+ * runs in place over the saved conv outputs (a second call is PS_EINPUT). */
 int cnn_backward(cnn *net, const rt_tensor *x, const rt_tensor *labels, ps_err *e);
 
 /* Arg-max of the logits of the last forward into pred[cur_n] (host). */

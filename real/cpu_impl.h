@@ -150,8 +150,11 @@ static inline void SFX(rows1)(int64_t f, int64_t pad, int64_t h, int64_t oh, int
 }
 
 /* col [c r s, m P] (P = oh ow; image i's pixels in columns [i P, (i+1) P))
- * from m images x [m, c, h, w]; the pad reads as zero. */
-static void SFX(im2col)(const cgeo *g, int64_t m, const T *x, T *col)
+ * from m images x [m, c, h, w]; the pad reads as zero.  kept != 0: col holds
+ * the previous im2col of the same geometry, so the entries that only ever
+ * read the pad are zero already (the stride-1 "same" case skips them; a
+ * call per row of col that wrote a few of them costs more than the copy). */
+static void SFX(im2col)(const cgeo *g, int64_t m, const T *x, T *col, int kept)
 {
     const int64_t P = g->oh * g->ow, ld = m * P, hw = g->h * g->w;
     /* stride 1, width kept ("same" padding): output pixel j reads input
@@ -171,14 +174,17 @@ static void SFX(im2col)(const cgeo *g, int64_t m, const T *x, T *col)
                         int64_t ylo, yhi;
                         SFX(rows1)(fy, g->pad, g->h, g->oh, &ylo, &yhi);
                         if (ylo == yhi || lo == hi) {
-                            memset(d, 0, (size_t)P * sizeof *d);
+                            if (!kept)
+                                memset(d, 0, (size_t)P * sizeof *d);
                             continue;
                         }
                         const int64_t a = ylo * g->ow + lo, b = (yhi - 1) * g->ow + hi;
                         const int64_t shift = (fy - g->pad) * g->w + (fx - g->pad);
-                        memset(d, 0, (size_t)a * sizeof *d);
+                        if (!kept)
+                            memset(d, 0, (size_t)a * sizeof *d);
                         memcpy(d + a, xi + a + shift, (size_t)(b - a) * sizeof *d);
-                        memset(d + b, 0, (size_t)(P - b) * sizeof *d);
+                        if (!kept)
+                            memset(d + b, 0, (size_t)(P - b) * sizeof *d);
                         if (lo > 0 || hi < g->ow)
                             for (int64_t oy = ylo; oy < yhi; oy++) {
                                 T *r = d + oy * g->ow;
@@ -294,7 +300,7 @@ static int SFX(conv2d_fwd)(const cgeo *g, const T *x, const T *w, const T *b, T 
         return -1;
     for (int64_t i = 0; i < g->n; i++) {
         T *yi = y + i * g->k * P;
-        SFX(im2col)(g, 1, x + i * img, col);
+        SFX(im2col)(g, 1, x + i * img, col, i > 0);
         /* y_i [k, P] = w [k, crs] col [crs, P] */
         GEMM(0, 0, g->k, P, crs, 1, w, crs, col, P, 0, yi, P);
         if (b)
@@ -316,14 +322,22 @@ static int SFX(conv2d_bwd)(const cgeo *g, const T *x, const T *w, const T *dy, T
         SFX(chansum_acc)(g->n, g->k, P, dy, db);
     if (!dx && !dw)
         return 0;
-    T *col = cpu_scratch((size_t)(crs * P) * sizeof(T));
-    if (!col)
+    /* two column buffers: the im2col of x (its pad zeros kept from image to
+     * image) and the GEMM's columns of dx; and dw transposed: the GEMM
+     * col dy_i^T [crs, k] ran at 125-155 GFLOP/s where dy_i col^T [k, crs]
+     * ran at 105-125 (one Sapphire Rapids core, OpenBLAS 0.3.21 SkylakeX) */
+    const int64_t ncol = (dw ? 1 : 0) + (dx ? 1 : 0);
+    T *colx = cpu_scratch((size_t)(ncol * crs * P + (dw ? crs * g->k : 0)) * sizeof(T));
+    if (!colx)
         return -1;
+    T *col = dw ? colx + crs * P : colx, *dwt = colx + ncol * crs * P;
+    if (dw)
+        memset(dwt, 0, (size_t)(crs * g->k) * sizeof *dwt);
     for (int64_t i = 0; i < g->n; i++) {
         const T *dyi = dy + i * g->k * P;
-        if (dw) { /* dw [k, crs] += dy_i [k, P] col^T */
-            SFX(im2col)(g, 1, x + i * img, col);
-            GEMM(0, 1, g->k, crs, P, 1, dyi, P, col, P, 1, dw, crs);
+        if (dw) { /* dw^T [crs, k] += col [crs, P] dy_i^T */
+            SFX(im2col)(g, 1, x + i * img, colx, i > 0);
+            GEMM(0, 1, crs, g->k, P, 1, colx, P, dyi, P, 1, dwt, g->k);
         }
         if (dx) { /* col [crs, P] = w^T dy_i, scattered back */
             GEMM(1, 0, crs, P, g->k, 1, w, crs, dyi, P, 0, col, P);
@@ -332,6 +346,10 @@ static int SFX(conv2d_bwd)(const cgeo *g, const T *x, const T *w, const T *dy, T
             SFX(col2im)(g, 1, col, dxi);
         }
     }
+    if (dw)
+        for (int64_t kk = 0; kk < g->k; kk++)
+            for (int64_t j = 0; j < crs; j++)
+                dw[kk * crs + j] += dwt[j * g->k + kk];
     return 0;
 }
 
@@ -377,7 +395,7 @@ static int SFX(convt2d_bwd)(const cgeo *g, const T *x, const T *w, const T *dy, 
     if (!col)
         return -1;
     for (int64_t i = 0; i < g->n; i++) {
-        SFX(im2col)(g, 1, dy + i * yimg, col);
+        SFX(im2col)(g, 1, dy + i * yimg, col, i > 0);
         if (dx) /* dx_i [C, Px] = w [C, krs] col */
             GEMM(0, 0, C, Px, krs, 1, w, krs, col, Px, 0, dx + i * C * Px, Px);
         if (dw) /* dw [C, krs] += x_i [C, Px] col^T */
@@ -585,40 +603,55 @@ static void SFX(act_bwd)(rt_act a, T alpha, int64_t n, const T *x, const T *y, c
 
 /* ------------------------------------------------------------------ batchnorm */
 
+/* Channel ch's statistics: the batch's (training; running stats updated)
+ * or the running ones; mean / rstd saved when asked for. */
+static void SFX(bn_stats)(int64_t n, int64_t c, int64_t hw, const rt_bn *g, const T *x,
+                          int64_t ch, T *rmean, T *rvar, T *mean_out, T *rstd_out, double *mu_out,
+                          double *rs_out)
+{
+    const int64_t M = n * hw;
+    double mu, rs;
+    if (g->training) {
+        /* one pass over x: sums shifted by the channel's first value
+         * (close to the mean, so the squares do not cancel badly) */
+        const T k0 = x[ch * hw];
+        double s1 = 0, s2 = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (i + RT_PF_AHEAD < n)
+                rt_prefetch(x + ((i + RT_PF_AHEAD) * c + ch) * hw, (size_t)hw * sizeof(T));
+            SFX(rsum12)(x + (i * c + ch) * hw, hw, k0, &s1, &s2);
+        }
+        mu = (double)k0 + s1 / (double)M;
+        double v = s2 - s1 * s1 / (double)M; /* sum (x - mu)^2 */
+        if (v < 0)
+            v = 0;
+        double var = v / (double)M;
+        rs = 1.0 / sqrt(var + g->eps);
+        if (rmean)
+            rmean[ch] = (T)((1 - g->momentum) * (double)rmean[ch] + g->momentum * mu);
+        if (rvar) {
+            double unb = M > 1 ? v / (double)(M - 1) : var;
+            rvar[ch] = (T)((1 - g->momentum) * (double)rvar[ch] + g->momentum * unb);
+        }
+    } else {
+        mu = (double)rmean[ch];
+        rs = 1.0 / sqrt((double)rvar[ch] + g->eps);
+    }
+    if (mean_out)
+        mean_out[ch] = (T)mu;
+    if (rstd_out)
+        rstd_out[ch] = (T)rs;
+    *mu_out = mu;
+    *rs_out = rs;
+}
+
 static void SFX(bn_fwd)(int64_t n, int64_t c, int64_t hw, const rt_bn *g, const T *x,
                         const T *gamma, const T *beta, T *rmean, T *rvar, T *y, T *mean_out,
                         T *rstd_out)
 {
-    const int64_t M = n * hw;
     for (int64_t ch = 0; ch < c; ch++) {
         double mu, rs;
-        if (g->training) {
-            /* one pass over x: sums shifted by the channel's first value
-             * (close to the mean, so the squares do not cancel badly) */
-            const T k0 = x[ch * hw];
-            double s1 = 0, s2 = 0;
-            for (int64_t i = 0; i < n; i++)
-                SFX(rsum12)(x + (i * c + ch) * hw, hw, k0, &s1, &s2);
-            mu = (double)k0 + s1 / (double)M;
-            double v = s2 - s1 * s1 / (double)M; /* sum (x - mu)^2 */
-            if (v < 0)
-                v = 0;
-            double var = v / (double)M;
-            rs = 1.0 / sqrt(var + g->eps);
-            if (rmean)
-                rmean[ch] = (T)((1 - g->momentum) * (double)rmean[ch] + g->momentum * mu);
-            if (rvar) {
-                double unb = M > 1 ? v / (double)(M - 1) : var;
-                rvar[ch] = (T)((1 - g->momentum) * (double)rvar[ch] + g->momentum * unb);
-            }
-        } else {
-            mu = (double)rmean[ch];
-            rs = 1.0 / sqrt((double)rvar[ch] + g->eps);
-        }
-        if (mean_out)
-            mean_out[ch] = (T)mu;
-        if (rstd_out)
-            rstd_out[ch] = (T)rs;
+        SFX(bn_stats)(n, c, hw, g, x, ch, rmean, rvar, mean_out, rstd_out, &mu, &rs);
         const T sc = (T)(rs * (gamma ? (double)gamma[ch] : 1.0));
         const T sh = beta ? beta[ch] : 0, m0 = (T)mu;
         for (int64_t i = 0; i < n; i++) {
@@ -665,6 +698,269 @@ static void SFX(bn_bwd)(int64_t n, int64_t c, int64_t hw, int training, const T 
                 o[p] = a * d[p] - bmean - cx * (r[p] - m0);
         }
     }
+}
+
+/* ------------------------------------------------------------------ batchnorm + relu + maxpool */
+
+/* 2x2 windows with stride 2 tiling the plane, VL windows per step with
+ * GCC's vector extension (16 bytes, SSE2): the even and odd columns of two
+ * rows by shuffles, maxima and arg-maxima by compare masks, the same
+ * selections as maxpool_fwd's scalar path (ties to the first).  A row of
+ * ow >= VL windows ends with a step that overlaps the one before (the same
+ * values written twice), so there is no scalar tail.  GCC only
+ * (__builtin_shuffle); elsewhere the plane-by-plane path below runs. */
+#define SFX_VL ((int64_t)(16 / sizeof(T)))
+typedef IT SFX(ivec) __attribute__((vector_size(16)));
+#if RT_VSHUFFLE
+
+static inline SFX(vec) SFX(vsel)(SFX(ivec) m, SFX(vec) a, SFX(vec) b)
+{
+    return (SFX(vec))(((SFX(ivec))a & m) | ((SFX(ivec))b & ~m));
+}
+
+static inline SFX(vec) SFX(vrelu)(SFX(vec) v)
+{
+    return (SFX(vec))((SFX(ivec))v & (v > 0));
+}
+
+/* Windows ox = 0..ow-1 of the row pair r0, r1 of relu((x - m0) sc + sh)
+ * (x's rows given): y and arg-max (plane index, row r0 at base). */
+static void SFX(bnrp_fwd_rows)(int64_t ow, const T *r0, const T *r1, T m0, T sc, T sh,
+                               int32_t base, int32_t w, T *yo, int32_t *ao)
+{
+    const SFX(ivec) lane2 = VEC_LANE2;
+    for (int64_t ox = 0; ox < ow; ox += SFX_VL) {
+        const int64_t o = ox + SFX_VL <= ow ? ox : ow - SFX_VL;
+        const SFX(vec) p0 = SFX(vload)(r0 + 2 * o), p1 = SFX(vload)(r0 + 2 * o + SFX_VL),
+                       q0 = SFX(vload)(r1 + 2 * o), q1 = SFX(vload)(r1 + 2 * o + SFX_VL);
+        const SFX(ivec) ev = VEC_EVEN, od = VEC_ODD;
+        const SFX(vec) a = SFX(vrelu)((__builtin_shuffle(p0, p1, ev) - m0) * sc + sh),
+                       b = SFX(vrelu)((__builtin_shuffle(p0, p1, od) - m0) * sc + sh),
+                       c = SFX(vrelu)((__builtin_shuffle(q0, q1, ev) - m0) * sc + sh),
+                       d = SFX(vrelu)((__builtin_shuffle(q0, q1, od) - m0) * sc + sh);
+        const SFX(ivec) gab = b > a, gcd = d > c; /* -1 / 0 */
+        const SFX(vec) ab = SFX(vsel)(gab, b, a), cd = SFX(vsel)(gcd, d, c);
+        const SFX(ivec) g = cd > ab;
+        const SFX(vec) v = SFX(vsel)(g, cd, ab);
+        memcpy(yo + o, &v, sizeof v);
+        if (ao) {
+            const SFX(ivec) ia = (IT)base + 2 * (IT)o + lane2 - gab + (g & ((IT)w - gcd + gab));
+            for (int64_t l = 0; l < SFX_VL; l++)
+                ao[o + l] = (int32_t)ia[l];
+        }
+    }
+}
+
+/* The adjoint for one row pair, through batch norm: with e the gradient at
+ * relu(bn(x)) (dy where the arg-max is and y > 0, else 0), the rows o0, o1
+ * of dx get a e - bm - cx (x - m0) (x's rows x0, x1; every element written).
+ * o0, o1 may be x0, x1 themselves: the overlapping last step is computed
+ * first and stored last. */
+static inline void SFX(bnrp_dx_step)(int64_t o, const T *yq, const T *dq, const int32_t *aq,
+                                     int32_t base, int32_t w, const T *x0, const T *x1, T a,
+                                     T bm, T cx, T m0, SFX(vec) out[4])
+{
+    const SFX(ivec) lane2 = VEC_LANE2;
+    const SFX(vec) yv = SFX(vload)(yq + o);
+    SFX(vec) d = SFX(vload)(dq + o);
+    d = (SFX(vec))((SFX(ivec))d & (yv > 0));
+    SFX(ivec) code;
+    for (int64_t l = 0; l < SFX_VL; l++)
+        code[l] = (IT)aq[o + l];
+    code -= (IT)base + 2 * (IT)o + lane2;
+    const SFX(ivec) di = (SFX(ivec))d;
+    const SFX(vec) e00 = (SFX(vec))(di & (code == 0)), e01 = (SFX(vec))(di & (code == 1)),
+                   e10 = (SFX(vec))(di & (code == (IT)w)),
+                   e11 = (SFX(vec))(di & (code == (IT)w + 1));
+    const SFX(ivec) lo = VEC_LO, hi = VEC_HI;
+    const T *p0 = x0 + 2 * o, *p1 = x1 + 2 * o;
+    out[0] = a * __builtin_shuffle(e00, e01, lo) - bm - cx * (SFX(vload)(p0) - m0);
+    out[1] = a * __builtin_shuffle(e00, e01, hi) - bm - cx * (SFX(vload)(p0 + SFX_VL) - m0);
+    out[2] = a * __builtin_shuffle(e10, e11, lo) - bm - cx * (SFX(vload)(p1) - m0);
+    out[3] = a * __builtin_shuffle(e10, e11, hi) - bm - cx * (SFX(vload)(p1 + SFX_VL) - m0);
+}
+
+static inline void SFX(bnrp_dx_store)(int64_t o, const SFX(vec) v[4], T *o0, T *o1)
+{
+    memcpy(o0 + 2 * o, &v[0], sizeof v[0]);
+    memcpy(o0 + 2 * o + SFX_VL, &v[1], sizeof v[1]);
+    memcpy(o1 + 2 * o, &v[2], sizeof v[2]);
+    memcpy(o1 + 2 * o + SFX_VL, &v[3], sizeof v[3]);
+}
+
+static void SFX(bnrp_dx_rows)(int64_t ow, const T *yq, const T *dq, const int32_t *aq,
+                              int32_t base, int32_t w, const T *x0, const T *x1, T a, T bm,
+                              T cx, T m0, T *o0, T *o1)
+{
+    SFX(vec) v[4], tail[4];
+    const int64_t last = ow - SFX_VL, full = ow / SFX_VL * SFX_VL;
+    if (full < ow)
+        SFX(bnrp_dx_step)(last, yq, dq, aq, base, w, x0, x1, a, bm, cx, m0, tail);
+    for (int64_t o = 0; o < full; o += SFX_VL) {
+        SFX(bnrp_dx_step)(o, yq, dq, aq, base, w, x0, x1, a, bm, cx, m0, v);
+        SFX(bnrp_dx_store)(o, v, o0, o1);
+    }
+    if (full < ow)
+        SFX(bnrp_dx_store)(last, tail, o0, o1);
+}
+#endif
+
+/* The vector paths' condition: 2x2 windows, stride 2, tiling, ow >= VL. */
+static inline int SFX(bnrp_tiles)(int64_t k, int64_t s, int64_t h, int64_t w, int64_t oh,
+                                  int64_t ow)
+{
+    return RT_VSHUFFLE && k == 2 && s == 2 && h == 2 * oh && w == 2 * ow && ow >= SFX_VL &&
+           h * w <= INT32_MAX;
+}
+
+/* One plane's share of the batch-norm sums: sum e, sum e (x - m0) over the
+ * windows, e = dy [y > 0] the gradient at the arg-max (x gathered there:
+ * the sums are linear in the scattered gradient). */
+static void SFX(bnrp_sums)(int64_t ohw, const T *yq, const T *dq, const int32_t *aq,
+                           const T *r, T m0, double *sdy, double *sdyx)
+{
+    SFX(vec) a0 = {0}, b0 = {0};
+    int64_t j = 0;
+    for (; j + SFX_VL <= ohw; j += SFX_VL) {
+        const SFX(vec) yv = SFX(vload)(yq + j);
+        SFX(vec) d = SFX(vload)(dq + j), xg;
+        for (int64_t l = 0; l < SFX_VL; l++)
+            xg[l] = r[aq[j + l]];
+        d = (SFX(vec))((SFX(ivec))d & (yv > 0));
+        a0 += d;
+        b0 += d * (xg - m0);
+    }
+    double u = SFX(hsum)(a0), v = SFX(hsum)(b0);
+    for (; j < ohw; j++) {
+        const T dd = dq[j], yv = yq[j];
+        const T e = yv > 0 ? dd : 0;
+        u += e;
+        v += (double)(e * (r[aq[j]] - m0));
+    }
+    *sdy += u;
+    *sdyx += v;
+}
+#undef SFX_VL
+
+/* y = maxpool(relu(bn(x))) plane by plane, each after its channel's
+ * statistics (one pass over the channel; the second, here, finds the
+ * channel's planes in L2): the 2x2 vector path above, or relu(bn(x)) of
+ * one plane into the L1-sized scratch t (the same expressions as bn_fwd and
+ * act_fwd, so the same values), which maxpool_fwd reads.  x [n, c, h, w]. */
+static void SFX(bnrp_fwd)(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t s,
+                          int64_t oh, int64_t ow, const rt_bn *g, const T *x, const T *gamma,
+                          const T *beta, T *rmean, T *rvar, T *y, int32_t *am, T *mean_out,
+                          T *rstd_out, T *restrict t)
+{
+    const int64_t hw = h * w, ohw = oh * ow;
+    const int tiles = SFX(bnrp_tiles)(k, s, h, w, oh, ow);
+    (void)tiles; /* unused without RT_VSHUFFLE */
+    for (int64_t ch = 0; ch < c; ch++) {
+        double mu, rs;
+        SFX(bn_stats)(n, c, hw, g, x, ch, rmean, rvar, mean_out, rstd_out, &mu, &rs);
+        const T sc = (T)(rs * (gamma ? (double)gamma[ch] : 1.0));
+        const T sh = beta ? beta[ch] : 0, m0 = (T)mu;
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t q = i * c + ch;
+            const T *restrict r = x + q * hw;
+            T *yq = y + q * ohw;
+            int32_t *aq = am ? am + q * ohw : NULL;
+#if RT_VSHUFFLE
+            if (tiles) {
+                for (int64_t oy = 0; oy < oh; oy++)
+                    SFX(bnrp_fwd_rows)(ow, r + 2 * oy * w, r + (2 * oy + 1) * w, m0, sc, sh,
+                                       (int32_t)(2 * oy * w), (int32_t)w, yq + oy * ow,
+                                       aq ? aq + oy * ow : NULL);
+                continue;
+            }
+#endif
+            for (int64_t p = 0; p < hw; p++) {
+                const T v = (r[p] - m0) * sc + sh;
+                t[p] = v > 0 ? v : 0;
+            }
+            SFX(maxpool_fwd)(1, h, w, k, s, oh, ow, t, yq, aq);
+        }
+    }
+}
+
+/* The adjoint of bnrp_fwd.  The ReLU's derivative at a window's arg-max is
+ * [y > 0], so the gradient at relu(bn(x)) is dy masked at the pooled size
+ * and scattered to the arg-max (what maxpool_bwd and act_bwd give).  Per
+ * channel: the two batch-norm sums from the pooled tensors and x gathered
+ * (bnrp_sums), then one pass writing dx (the channel's planes are in L2
+ * by then): the 2x2 vector path, or the scatter into the zeroed L1 plane t
+ * and the batch-norm formula over it.  dx may be x itself (each element of
+ * x is read before the same element of dx is written).  Returns -1, or the
+ * index of an arg-max outside the plane (each plane's checked before use;
+ * the channels before it are done then). */
+static int64_t SFX(bnrp_bwd)(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
+                             int64_t s, int64_t oh, int64_t ow, int training, const T *x,
+                             const T *gamma, const T *mean, const T *rstd, const T *y,
+                             const int32_t *am, const T *dy, T *dx, T *dgamma, T *dbeta,
+                             T *restrict t)
+{
+    const int64_t hw = h * w, ohw = oh * ow, M = n * hw;
+    const int tiles = SFX(bnrp_tiles)(k, s, h, w, oh, ow);
+    (void)tiles; /* unused without RT_VSHUFFLE */
+    for (int64_t ch = 0; ch < c; ch++) {
+        const double mu = (double)mean[ch], rs = (double)rstd[ch];
+        const T m0 = (T)mu;
+        double sdy = 0, sdyx = 0; /* sum dy, sum dy (x - m0) over the batch */
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t q = i * c + ch;
+            if (i + RT_PF_AHEAD < n) {
+                const int64_t qn = q + RT_PF_AHEAD * c;
+                rt_prefetch(y + qn * ohw, (size_t)ohw * sizeof(T));
+                rt_prefetch(dy + qn * ohw, (size_t)ohw * sizeof(T));
+                rt_prefetch(am + qn * ohw, (size_t)ohw * sizeof(int32_t));
+                rt_prefetch(x + qn * hw, (size_t)hw * sizeof(T));
+            }
+            const int64_t bad = am_bad(am + q * ohw, ohw, hw);
+            if (bad >= 0)
+                return q * ohw + bad;
+            SFX(bnrp_sums)(ohw, y + q * ohw, dy + q * ohw, am + q * ohw, x + q * hw, m0, &sdy,
+                           &sdyx);
+        }
+        /* the sums used the rounded mean: add sum dy (m0 - mu) */
+        sdyx += sdy * ((double)m0 - mu);
+        sdyx *= rs;
+        if (dgamma)
+            dgamma[ch] += (T)sdyx;
+        if (dbeta)
+            dbeta[ch] += (T)sdy;
+        if (!dx)
+            continue;
+        /* train: dx = g rs (e - mean(e) - xhat mean(e xhat)); eval: g rs e */
+        const double gs = (gamma ? (double)gamma[ch] : 1.0) * rs;
+        const T a = (T)gs;
+        const T bmean = training ? (T)(gs * sdy / (double)M) : 0;
+        const T cx = training ? (T)(gs * sdyx * rs / (double)M) : 0;
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t q = i * c + ch;
+            const T *yq = y + q * ohw, *dq = dy + q * ohw;
+            const int32_t *aq = am + q * ohw;
+            const T *r = x + q * hw;
+            T *o = dx + q * hw;
+#if RT_VSHUFFLE
+            if (tiles) {
+                for (int64_t oy = 0; oy < oh; oy++)
+                    SFX(bnrp_dx_rows)(ow, yq + oy * ow, dq + oy * ow, aq + oy * ow,
+                                      (int32_t)(2 * oy * w), (int32_t)w, r + 2 * oy * w,
+                                      r + (2 * oy + 1) * w, a, bmean, cx, m0, o + 2 * oy * w,
+                                      o + (2 * oy + 1) * w);
+                continue;
+            }
+#endif
+            memset(t, 0, (size_t)hw * sizeof *t);
+            for (int64_t j = 0; j < ohw; j++) {
+                const T d = dq[j], v = yq[j];
+                t[aq[j]] += v > 0 ? d : 0;
+            }
+            for (int64_t p = 0; p < hw; p++)
+                o[p] = a * t[p] - bmean - cx * (r[p] - m0);
+        }
+    }
+    return -1;
 }
 
 /* ------------------------------------------------------------------ softmax, losses */

@@ -5,9 +5,12 @@
 /* The dynamic vectorizer cost model (see kernels/cpu_ops.c), and no
  * trapping math: FP exceptions are never inspected here, and without it GCC
  * refuses to if-convert float compares (leaky ReLU, the erf clamps), which
- * keeps those loops scalar.  Results are unchanged. */
+ * keeps those loops scalar.  Results are unchanged.  No loop-to-memset
+ * rewriting either: the loops that zero one or two entries per image row
+ * (im2col's pad) became a libc call each. */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("vect-cost-model=dynamic", "no-trapping-math")
+#pragma GCC optimize("vect-cost-model=dynamic", "no-trapping-math",                            \
+                     "no-tree-loop-distribute-patterns")
 #endif
 #include <math.h>
 #include <stdio.h>
@@ -45,6 +48,45 @@ static void *cpu_scratch(size_t bytes)
 #define RT_IVDEP _Pragma("GCC ivdep")
 #else
 #define RT_IVDEP
+#endif
+
+/* Software prefetch of [p, p + bytes) for the channel-major loops over NCHW
+ * tensors (batch norm): they visit one plane per image, a stream too short
+ * (a few KB, a new page each) for the hardware prefetchers. */
+#define RT_PF_AHEAD 2
+static inline void rt_prefetch(const void *p, size_t bytes)
+{
+#if defined(__GNUC__)
+    const char *c = p;
+    for (size_t o = 0; o < bytes; o += 64)
+        __builtin_prefetch(c + o, 0, 3);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
+/* -1, or the first i with am[i] outside [0, hw): one branch-free pass,
+ * a second one only when there is an offender. */
+static int64_t am_bad(const int32_t *am, int64_t n, int64_t hw)
+{
+    const uint32_t lim = hw > INT32_MAX ? (uint32_t)INT32_MAX + 1 : (uint32_t)hw;
+    unsigned bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad |= (uint32_t)am[i] >= lim;
+    if (bad)
+        for (int64_t i = 0; i < n; i++)
+            if (am[i] < 0 || am[i] >= hw)
+                return i;
+    return -1;
+}
+
+/* GCC's __builtin_shuffle for the vector paths of real/cpu_impl.h (the
+ * 2x2 pooling fused with batch norm); other compilers take the scalar ones. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define RT_VSHUFFLE 1
+#else
+#define RT_VSHUFFLE 0
 #endif
 
 /* Convolution geometry: x [n, c, h, w], w [k, c, r, s], y [n, k, oh, ow]. */
@@ -121,7 +163,16 @@ static inline float tanh_fast_f32(float x)
     return a < 0.4f ? small : big;
 }
 
+/* Integer lanes of the f32 / f64 vectors (16 bytes) and the shuffle masks
+ * of the 2x2 pooling paths: even / odd elements of two vectors, interleave
+ * of their low / high halves, 2 x the lane index. */
 #define T float
+#define IT int32_t
+#define VEC_EVEN {0, 2, 4, 6}
+#define VEC_ODD {1, 3, 5, 7}
+#define VEC_LO {0, 4, 1, 5}
+#define VEC_HI {2, 6, 3, 7}
+#define VEC_LANE2 {0, 2, 4, 6}
 #define SFX(n) n##_f32
 #define GEMM ps_cpu_sgemm
 #define EXP exp_fast_f32
@@ -129,6 +180,12 @@ static inline float tanh_fast_f32(float x)
 #define TANH tanh_fast_f32
 #include "real/cpu_impl.h"
 #undef T
+#undef IT
+#undef VEC_EVEN
+#undef VEC_ODD
+#undef VEC_LO
+#undef VEC_HI
+#undef VEC_LANE2
 #undef SFX
 #undef GEMM
 #undef EXP
@@ -136,6 +193,12 @@ static inline float tanh_fast_f32(float x)
 #undef TANH
 
 #define T double
+#define IT int64_t
+#define VEC_EVEN {0, 2}
+#define VEC_ODD {1, 3}
+#define VEC_LO {0, 2}
+#define VEC_HI {1, 3}
+#define VEC_LANE2 {0, 2}
 #define SFX(n) n##_f64
 #define GEMM ps_cpu_dgemm
 #define EXP exp
@@ -143,6 +206,12 @@ static inline float tanh_fast_f32(float x)
 #define TANH tanh
 #include "real/cpu_impl.h"
 #undef T
+#undef IT
+#undef VEC_EVEN
+#undef VEC_ODD
+#undef VEC_LO
+#undef VEC_HI
+#undef VEC_LANE2
 #undef SFX
 #undef GEMM
 #undef EXP
@@ -463,6 +532,17 @@ int rt_convt2d_bwd(const rt_convt *g, const rt_tensor *x, const rt_tensor *w,
 
 /* ------------------------------------------------------------------ pooling */
 
+/* Every arg-max inside the hw-pixel plane (one branch-free pass; the
+ * offender named only when there is one). */
+static int chk_argmax_range(const char *fn, const rt_tensor *argmax, int64_t hw, ps_err *e)
+{
+    const int64_t i = am_bad(argmax->data, argmax->numel, hw);
+    if (i < 0)
+        return 0;
+    return ps_errf(e, PS_EINPUT, "%s: argmax[%lld] = %d outside the %lld-pixel plane", fn,
+                   (long long)i, ((const int32_t *)argmax->data)[i], (long long)hw);
+}
+
 static int pool_geo(const char *fn, int k, int s, const rt_tensor *x, int64_t *oh, int64_t *ow,
                     ps_err *e)
 {
@@ -526,14 +606,10 @@ int rt_maxpool2d_bwd(int k, int s, const rt_tensor *argmax, const rt_tensor *dy,
     }
     if (rt_on_cuda(dy))
         return RT_CUDA_CALL(maxpool2d_bwd, e, k, s, argmax, dy, dx, e);
-    const int64_t hw = dx->shape[2] * dx->shape[3];
-    const int32_t *am = argmax->data;
-    for (int64_t i = 0; i < argmax->numel; i++)
-        if (am[i] < 0 || am[i] >= hw)
-            return ps_errf(e, PS_EINPUT, "%s: argmax[%lld] = %d outside the %lld-pixel plane",
-                           fn, (long long)i, am[i], (long long)hw);
+    if (chk_argmax_range(fn, argmax, dx->shape[2] * dx->shape[3], e))
+        return PS_EINPUT;
     CALL(maxpool_bwd, dy->dtype, dx->shape[0] * dx->shape[1], dx->shape[2], dx->shape[3], k, s,
-         oh, ow, am, dy->data, dx->data);
+         oh, ow, argmax->data, dy->data, dx->data);
     return 0;
 }
 
@@ -698,6 +774,94 @@ int rt_batchnorm_bwd(const rt_bn *g, const rt_tensor *x, const rt_tensor *gamma,
         return RT_CUDA_CALL(batchnorm_bwd, e, g, x, gamma, mean, rstd, dy, dx, dgamma, dbeta, e);
     CALL(bn_bwd, x->dtype, n, c, hw, g->training, x->data, dp(gamma), mean->data, rstd->data,
          dy->data, dp(dx), dp(dgamma), dp(dbeta));
+    return 0;
+}
+
+/* ------------------------------------------------------------------ batchnorm + relu + maxpool */
+
+int rt_bn_relu_maxpool_available(const rt_dev *d)
+{
+    return !d || d->kind != RT_CUDA || rt_cuda_backend.bn_relu_maxpool_fwd != NULL;
+}
+
+/* argmax: i32, y's shape yd, x's device. */
+static int chk_argmax(const char *fn, const rt_tensor *argmax, const rt_tensor *x,
+                      const int64_t *yd, ps_err *e)
+{
+    if (chk_t(fn, "argmax", argmax, e))
+        return PS_EINPUT;
+    if (argmax->dtype != RT_I32 || argmax->dev != x->dev || !shape_is(argmax, 4, yd)) {
+        char b1[128], b2[64];
+        return ps_errf(e, PS_EINPUT, "%s: argmax: %s, expected %s i32 %s", fn,
+                       rt_tensor_desc(argmax, b1, sizeof b1), dims_str(4, yd, b2, sizeof b2),
+                       rt_dev_name(x->dev));
+    }
+    return 0;
+}
+
+int rt_bn_relu_maxpool_fwd(const rt_bn *g, int k, int s, const rt_tensor *x,
+                           const rt_tensor *gamma, const rt_tensor *beta,
+                           rt_tensor *running_mean, rt_tensor *running_var, rt_tensor *y,
+                           rt_tensor *argmax, rt_tensor *mean, rt_tensor *rstd, ps_err *e)
+{
+    const char *fn = "rt_bn_relu_maxpool_fwd";
+    int64_t n, c, hw, oh, ow;
+    if (bn_geo(fn, g, x, &n, &c, &hw, e) || pool_geo(fn, k, s, x, &oh, &ow, e))
+        return PS_EINPUT;
+    if (!g->training && (!running_mean || !running_var))
+        return ps_errf(e, PS_EINPUT, "%s: running_mean / running_var are needed in eval mode",
+                       fn);
+    int64_t yd[4] = {n, c, oh, ow};
+    if ((gamma && chk_vec(fn, "gamma", gamma, x, "x", c, e)) ||
+        (beta && chk_vec(fn, "beta", beta, x, "x", c, e)) ||
+        (running_mean && chk_vec(fn, "running_mean", running_mean, x, "x", c, e)) ||
+        (running_var && chk_vec(fn, "running_var", running_var, x, "x", c, e)) ||
+        chk_dims(fn, "y", y, x, "x", 4, yd, e) || (argmax && chk_argmax(fn, argmax, x, yd, e)) ||
+        (mean && chk_vec(fn, "mean", mean, x, "x", c, e)) ||
+        (rstd && chk_vec(fn, "rstd", rstd, x, "x", c, e)))
+        return PS_EINPUT;
+    if (rt_on_cuda(x))
+        return RT_CUDA_CALL(bn_relu_maxpool_fwd, e, g, k, s, x, gamma, beta, running_mean,
+                            running_var, y, argmax, mean, rstd, e);
+    void *t = cpu_scratch((size_t)hw * rt_dtype_size(x->dtype));
+    if (!t)
+        return oom(fn, e);
+    CALL(bnrp_fwd, x->dtype, n, c, x->shape[2], x->shape[3], k, s, oh, ow, g, x->data,
+         dp(gamma), dp(beta), dp(running_mean), dp(running_var), y->data,
+         argmax ? (int32_t *)argmax->data : NULL, dp(mean), dp(rstd), t);
+    return 0;
+}
+
+int rt_bn_relu_maxpool_bwd(const rt_bn *g, int k, int s, const rt_tensor *x,
+                           const rt_tensor *gamma, const rt_tensor *mean, const rt_tensor *rstd,
+                           const rt_tensor *y, const rt_tensor *argmax, const rt_tensor *dy,
+                           rt_tensor *dx, rt_tensor *dgamma, rt_tensor *dbeta, ps_err *e)
+{
+    const char *fn = "rt_bn_relu_maxpool_bwd";
+    int64_t n, c, hw, oh, ow;
+    if (bn_geo(fn, g, x, &n, &c, &hw, e) || pool_geo(fn, k, s, x, &oh, &ow, e))
+        return PS_EINPUT;
+    int64_t yd[4] = {n, c, oh, ow};
+    if ((gamma && chk_vec(fn, "gamma", gamma, x, "x", c, e)) ||
+        chk_vec(fn, "mean", mean, x, "x", c, e) || chk_vec(fn, "rstd", rstd, x, "x", c, e) ||
+        chk_dims(fn, "y", y, x, "x", 4, yd, e) || chk_argmax(fn, argmax, x, yd, e) ||
+        chk_dims(fn, "dy", dy, x, "x", 4, yd, e) || (dx && chk_same(fn, "dx", dx, x, "x", e)) ||
+        (dgamma && chk_vec(fn, "dgamma", dgamma, x, "x", c, e)) ||
+        (dbeta && chk_vec(fn, "dbeta", dbeta, x, "x", c, e)))
+        return PS_EINPUT;
+    if (rt_on_cuda(x))
+        return RT_CUDA_CALL(bn_relu_maxpool_bwd, e, g, k, s, x, gamma, mean, rstd, y, argmax, dy,
+                            dx, dgamma, dbeta, e);
+    void *t = cpu_scratch((size_t)hw * rt_dtype_size(x->dtype));
+    if (!t)
+        return oom(fn, e);
+    /* the arg-max range is checked plane by plane, before any use */
+    const int64_t bad = CALL(bnrp_bwd, x->dtype, n, c, x->shape[2], x->shape[3], k, s, oh, ow,
+                             g->training, x->data, dp(gamma), mean->data, rstd->data, y->data,
+                             argmax->data, dy->data, dp(dx), dp(dgamma), dp(dbeta), t);
+    if (bad >= 0)
+        return ps_errf(e, PS_EINPUT, "%s: argmax[%lld] = %d outside the %lld-pixel plane", fn,
+                       (long long)bad, ((const int32_t *)argmax->data)[bad], (long long)hw);
     return 0;
 }
 

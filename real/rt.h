@@ -224,6 +224,30 @@ int rt_batchnorm_bwd(const rt_bn *g, const rt_tensor *x, const rt_tensor *gamma,
                      const rt_tensor *mean, const rt_tensor *rstd, const rt_tensor *dy,
                      rt_tensor *dx, rt_tensor *dgamma, rt_tensor *dbeta, ps_err *e);
 
+/* Batch norm, ReLU and max pooling in one op (a CNN block's epilogue):
+ *   y = maxpool_{k,s}(relu(batchnorm(x)))
+ * x [N, C, H, W]; y, argmax [N, C, OH, OW] as rt_maxpool2d_fwd (argmax
+ * indexes the H*W plane of relu(batchnorm(x)), ties to the first); gamma,
+ * beta, running_mean, running_var, mean, rstd as rt_batchnorm_fwd (argmax,
+ * mean, rstd may be NULL in inference).  The same results as the three ops
+ * in turn, without storing the two full-size intermediates.  bwd: from y,
+ * argmax and dy (y's shape), what rt_maxpool2d_bwd, rt_act_bwd(RT_RELU) and
+ * rt_batchnorm_bwd give in turn: dx (x's shape) overwritten, dgamma, dbeta
+ * accumulated; any of the three may be NULL; dx may be x itself (in place:
+ * x's storage then holds dx).  The CPU implements both; on CUDA they fail
+ * "not available" unless the backend fills the slots (check with
+ * rt_bn_relu_maxpool_available and call the three ops instead). */
+int rt_bn_relu_maxpool_fwd(const rt_bn *g, int k, int s, const rt_tensor *x,
+                           const rt_tensor *gamma, const rt_tensor *beta,
+                           rt_tensor *running_mean, rt_tensor *running_var, rt_tensor *y,
+                           rt_tensor *argmax, rt_tensor *mean, rt_tensor *rstd, ps_err *e);
+int rt_bn_relu_maxpool_bwd(const rt_bn *g, int k, int s, const rt_tensor *x,
+                           const rt_tensor *gamma, const rt_tensor *mean, const rt_tensor *rstd,
+                           const rt_tensor *y, const rt_tensor *argmax, const rt_tensor *dy,
+                           rt_tensor *dx, rt_tensor *dgamma, rt_tensor *dbeta, ps_err *e);
+/* Whether the op above runs on device d (always on the CPU). */
+int rt_bn_relu_maxpool_available(const rt_dev *d);
+
 /* Embedding: ids I32 [N] (any shape, flattened) in [0, V), table [V, D],
  * y [N, D].  bwd: dtable[ids[i]] += dy[i].  An id out of range is PS_EINPUT
  * naming it (checked on the CPU; on CUDA the ids are checked on the host

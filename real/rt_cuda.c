@@ -439,6 +439,8 @@ const rt_backend rt_cuda_backend = {
     .attention_bwd = cu_attention_bwd,
     .sgd_update = cu_sgd_update,
     .adamw_update = cu_adamw_update,
+    .bn_relu_maxpool_fwd = NULL, /* the CNN calls batchnorm, act, maxpool instead */
+    .bn_relu_maxpool_bwd = NULL,
 };
 
 #else

@@ -115,6 +115,14 @@ static void gradcheck(cnn_config c, int training, uint64_t seed)
     double g1 = rt_f64(&net.fc1_w->g)[0];
     OK(cnn_backward(&net, &x, &y, E));
     assert_true(fabs(rt_f64(&net.fc1_w->g)[0] - 2 * g1) <= 1e-12 * fabs(g1) + 1e-15);
+    /* batch-norm blocks run their backward in place over the conv outputs:
+     * a second backward of the same forward is refused */
+    ps_err e2 = {0};
+    if (c.batchnorm && rt_bn_relu_maxpool_available(net.dev)) {
+        assert_int_equal(cnn_backward(&net, &x, &y, &e2), PS_EINPUT);
+        assert_non_null(strstr(e2.msg, "second backward"));
+    } else
+        OK(cnn_backward(&net, &x, &y, E));
     rt_tensor_free(&x);
     rt_tensor_free(&y);
     cnn_free(&net);

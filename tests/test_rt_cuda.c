@@ -173,10 +173,16 @@ static void test_backend_table(void **state)
         S(layernorm_bwd), S(batchnorm_fwd), S(batchnorm_bwd), S(embedding_fwd),
         S(embedding_bwd), S(softmax_xent_fwd), S(softmax_xent_bwd), S(softmax_fwd), S(mse_fwd),
         S(mse_bwd), S(attention_fwd), S(attention_bwd), S(sgd_update), S(adamw_update),
-#undef S
     };
-    size_t n = sizeof slots / sizeof slots[0];
-    assert_int_equal(n * sizeof(void (*)(void)), sizeof(rt_backend)); /* none forgotten here */
+    /* optional fused ops (a model checks rt_*_available and falls back) */
+    const void *optional[] = {S(bn_relu_maxpool_fwd), S(bn_relu_maxpool_bwd)};
+#undef S
+    size_t n = sizeof slots / sizeof slots[0], nopt = sizeof optional / sizeof optional[0];
+    assert_int_equal((n + nopt) * sizeof(void (*)(void)), sizeof(rt_backend)); /* none forgotten */
+    assert_true(rt_bn_relu_maxpool_available(rt_cpu()));
+    for (size_t i = 0; i < nopt; i++)
+        if (!ps_gpu_built())
+            assert_null(optional[i]);
     for (size_t i = 0; i < n; i++) {
         if (ps_gpu_built())
             assert_non_null(slots[i]);

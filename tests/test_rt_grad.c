@@ -913,6 +913,202 @@ static void test_save_load(void **state)
     }
 }
 
+/* ------------------------------------------------------------------ batchnorm + relu + maxpool */
+
+/* rel() of two tensors of one dtype (f32 or f64), elementwise as doubles. */
+static double rel_t(const rt_tensor *a, const rt_tensor *b)
+{
+    assert_int_equal(a->dtype, b->dtype);
+    assert_int_equal(a->numel, b->numel);
+    double *p = malloc((size_t)a->numel * sizeof *p), *q = malloc((size_t)b->numel * sizeof *q);
+    assert_non_null(p);
+    assert_non_null(q);
+    for (int64_t i = 0; i < a->numel; i++) {
+        p[i] = a->dtype == RT_F64 ? rt_f64(a)[i] : rt_f32(a)[i];
+        q[i] = b->dtype == RT_F64 ? rt_f64(b)[i] : rt_f32(b)[i];
+    }
+    double r = rel(p, q, a->numel);
+    free(p);
+    free(q);
+    return r;
+}
+
+static rt_tensor mk_like(const rt_tensor *t)
+{
+    rt_tensor o;
+    OK(rt_tensor_alloc(&o, rt_cpu(), t->dtype, t->ndim, t->shape, E));
+    return o;
+}
+
+static rt_tensor rnd_dt(rt_dtype dt, int ndim, int64_t a, int64_t b, int64_t c, int64_t d,
+                        double lo, double hi)
+{
+    rt_tensor t = mk(dt, ndim, a, b, c, d);
+    OK(rt_init_uniform(&t, &g_rng, lo, hi, E));
+    return t;
+}
+
+typedef struct bnrp_ctx {
+    rt_bn g;
+    int k, s;
+    rt_tensor x, gamma, beta, rm, rv, y, am, mean, rstd, R;
+} bnrp_ctx;
+
+static double bnrp_loss(void *p)
+{
+    bnrp_ctx *c = p;
+    OK(rt_bn_relu_maxpool_fwd(&c->g, c->k, c->s, &c->x, &c->gamma, &c->beta, &c->rm, &c->rv,
+                              &c->y, &c->am, &c->mean, &c->rstd, E));
+    return dot(&c->y, &c->R);
+}
+
+/* The fused op against rt_batchnorm_*, rt_act_*(RT_RELU) and rt_maxpool2d_*
+ * in turn (dtype dt; the f32 vector path needs ow >= 4, the f64 one ow >= 2,
+ * and 2x2 windows tiling the plane), and in f64 against finite differences
+ * of <y, R> in x, gamma and beta. */
+static void bnrp_case(rt_dtype dt, int training, int k, int s, int64_t N, int64_t C, int64_t H,
+                      int64_t W)
+{
+    const int64_t oh = (H - k) / s + 1, ow = (W - k) / s + 1;
+    bnrp_ctx c = {.g = {1e-5, 0.1, training}, .k = k, .s = s};
+    c.x = rnd_dt(dt, 4, N, C, H, W, -1, 1);
+    c.gamma = rnd_dt(dt, 1, C, 0, 0, 0, 0.5, 1.5);
+    c.beta = rnd_dt(dt, 1, C, 0, 0, 0, -0.3, 0.3);
+    /* a negative gamma flips which input of a window is the largest */
+    if (dt == RT_F64)
+        rt_f64(&c.gamma)[0] = -0.7;
+    else
+        rt_f32(&c.gamma)[0] = -0.7f;
+    c.rm = rnd_dt(dt, 1, C, 0, 0, 0, -0.5, 0.5);
+    c.rv = rnd_dt(dt, 1, C, 0, 0, 0, 0.5, 1.5);
+    c.y = mk(dt, 4, N, C, oh, ow);
+    c.am = mk(RT_I32, 4, N, C, oh, ow);
+    c.mean = mk(dt, 1, C, 0, 0, 0);
+    c.rstd = mk(dt, 1, C, 0, 0, 0);
+    c.R = rnd_dt(dt, 4, N, C, oh, ow, -1, 1);
+    /* the three ops on copies of the running statistics */
+    rt_tensor rm2 = mk_like(&c.rm), rv2 = mk_like(&c.rv), z = mk_like(&c.x), a = mk_like(&c.x),
+              y2 = mk_like(&c.y), am2 = mk_like(&c.am), mean2 = mk_like(&c.mean),
+              rstd2 = mk_like(&c.rstd);
+    OK(rt_tensor_copy(&rm2, &c.rm, E));
+    OK(rt_tensor_copy(&rv2, &c.rv, E));
+    OK(rt_batchnorm_fwd(&c.g, &c.x, &c.gamma, &c.beta, &rm2, &rv2, &z, &mean2, &rstd2, E));
+    OK(rt_act_fwd(RT_RELU, 0, &z, &a, E));
+    OK(rt_maxpool2d_fwd(k, s, &a, &y2, &am2, E));
+    OK(rt_bn_relu_maxpool_fwd(&c.g, k, s, &c.x, &c.gamma, &c.beta, &c.rm, &c.rv, &c.y, &c.am,
+                              &c.mean, &c.rstd, E));
+    const double tol = dt == RT_F64 ? 1e-14 : 1e-6;
+    char what[96];
+    snprintf(what, sizeof what, "bn_relu_maxpool %s train %d k %d s %d %lldx%lldx%lldx%lld",
+             rt_dtype_name(dt), training, k, s, (long long)N, (long long)C, (long long)H,
+             (long long)W);
+    assert_memory_equal(rt_i32(&c.am), rt_i32(&am2), (size_t)c.am.numel * sizeof(int32_t));
+    if (!(rel_t(&c.y, &y2) <= tol) || !(rel_t(&c.mean, &mean2) <= tol) ||
+        !(rel_t(&c.rstd, &rstd2) <= tol) || !(rel_t(&c.rm, &rm2) <= tol) ||
+        !(rel_t(&c.rv, &rv2) <= tol))
+        fail_msg("%s: forward differs from the three ops", what);
+    /* backward: fused vs maxpool_bwd, act_bwd, batchnorm_bwd */
+    rt_tensor dx = mk_like(&c.x), dg = mk_like(&c.gamma), db = mk_like(&c.beta);
+    rt_tensor da = mk_like(&c.x), dx2 = mk_like(&c.x), dg2 = mk_like(&c.gamma),
+              db2 = mk_like(&c.beta);
+    OK(rt_tensor_fill(&dx, 7, E)); /* overwritten */
+    OK(rt_bn_relu_maxpool_bwd(&c.g, k, s, &c.x, &c.gamma, &c.mean, &c.rstd, &c.y, &c.am, &c.R,
+                              &dx, &dg, &db, E));
+    OK(rt_maxpool2d_bwd(k, s, &am2, &c.R, &da, E));
+    OK(rt_act_bwd(RT_RELU, 0, &z, &a, &da, &da, E));
+    OK(rt_batchnorm_bwd(&c.g, &c.x, &c.gamma, &mean2, &rstd2, &da, &dx2, &dg2, &db2, E));
+    const double btol = dt == RT_F64 ? 1e-12 : 1e-5;
+    if (!(rel_t(&dx, &dx2) <= btol) || !(rel_t(&dg, &dg2) <= btol) ||
+        !(rel_t(&db, &db2) <= btol))
+        fail_msg("%s: backward differs from the three ops: dx %.3g dgamma %.3g dbeta %.3g", what,
+                 rel_t(&dx, &dx2), rel_t(&dg, &dg2), rel_t(&db, &db2));
+    /* in place: dx in x's storage, the same numbers */
+    rt_tensor xin = mk_like(&c.x), dg3 = mk_like(&c.gamma);
+    OK(rt_tensor_copy(&xin, &c.x, E));
+    OK(rt_bn_relu_maxpool_bwd(&c.g, k, s, &xin, &c.gamma, &c.mean, &c.rstd, &c.y, &c.am, &c.R,
+                              &xin, &dg3, NULL, E));
+    assert_memory_equal(xin.data, dx.data, rt_tensor_bytes(&dx));
+    assert_memory_equal(dg3.data, dg.data, rt_tensor_bytes(&dg));
+    rt_tensor_free(&xin);
+    rt_tensor_free(&dg3);
+    if (dt == RT_F64) {
+        char w2[128];
+        snprintf(w2, sizeof w2, "%s dx", what);
+        fd_check(w2, bnrp_loss, &c, &c.x, &dx, 1e-6);
+        snprintf(w2, sizeof w2, "%s dgamma", what);
+        fd_check(w2, bnrp_loss, &c, &c.gamma, &dg, 1e-6);
+        snprintf(w2, sizeof w2, "%s dbeta", what);
+        fd_check(w2, bnrp_loss, &c, &c.beta, &db, 1e-6);
+    }
+    /* dgamma, dbeta accumulate; without dx the same sums */
+    OK(rt_tensor_copy(&dg2, &dg, E));
+    OK(rt_tensor_copy(&db2, &db, E));
+    OK(rt_bn_relu_maxpool_bwd(&c.g, k, s, &c.x, &c.gamma, &c.mean, &c.rstd, &c.y, &c.am, &c.R,
+                              NULL, &dg, &db, E));
+    OK(rt_scale(&dg2, 2, E));
+    OK(rt_scale(&db2, 2, E));
+    assert_true(rel_t(&dg, &dg2) <= btol);
+    assert_true(rel_t(&db, &db2) <= btol);
+    rt_tensor *all[] = {&c.x, &c.gamma, &c.beta, &c.rm, &c.rv, &c.y, &c.am, &c.mean,
+                        &c.rstd, &c.R, &rm2, &rv2, &z, &a, &y2, &am2, &mean2, &rstd2,
+                        &dx, &dg, &db, &da, &dx2, &dg2, &db2};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rt_tensor_free(all[i]);
+}
+
+static void test_bn_relu_maxpool(void **state)
+{
+    (void)state;
+    bnrp_case(RT_F64, 1, 2, 2, 2, 3, 4, 6);  /* tiles, ow 3: the f64 vector path */
+    bnrp_case(RT_F64, 0, 2, 2, 2, 3, 4, 6);  /* running statistics */
+    bnrp_case(RT_F64, 1, 2, 2, 2, 2, 5, 7);  /* windows leave a row and a column out */
+    bnrp_case(RT_F64, 1, 3, 1, 2, 2, 5, 5);  /* overlapping windows */
+    bnrp_case(RT_F64, 1, 2, 2, 3, 2, 2, 2);  /* one window per plane */
+    bnrp_case(RT_F32, 1, 2, 2, 3, 4, 28, 28); /* ow 14: vector steps and an overlap */
+    bnrp_case(RT_F32, 1, 2, 2, 4, 3, 14, 14);
+    bnrp_case(RT_F32, 0, 2, 2, 2, 3, 8, 8);   /* ow 4: one vector step */
+    bnrp_case(RT_F32, 1, 2, 2, 2, 3, 8, 6);   /* ow 3: scalar */
+    bnrp_case(RT_F32, 1, 3, 2, 2, 2, 9, 9);
+    /* ties: a constant plane (every window ties, after the ReLU too) */
+    rt_bn g = {1e-5, 0.1, 1};
+    rt_tensor x = mk(RT_F32, 4, 2, 1, 4, 8), y = mk(RT_F32, 4, 2, 1, 2, 4),
+              am = mk(RT_I32, 4, 2, 1, 2, 4);
+    OK(rt_tensor_fill(&x, 0.25, E));
+    OK(rt_bn_relu_maxpool_fwd(&g, 2, 2, &x, NULL, NULL, NULL, NULL, &y, &am, NULL, NULL, E));
+    for (int64_t i = 0; i < am.numel; i++) {
+        int64_t j = i % 8, oy = j / 4, ox = j % 4;
+        assert_int_equal(rt_i32(&am)[i], (int32_t)(2 * oy * 8 + 2 * ox));
+        assert_true(rt_f32(&y)[i] == 0.0f);
+    }
+    /* errors name the op and the operand */
+    ps_err e = {0};
+    rt_tensor ybad = mk(RT_F32, 4, 2, 1, 2, 3), am64 = mk(RT_F64, 4, 2, 1, 2, 4);
+    assert_int_equal(
+        rt_bn_relu_maxpool_fwd(&g, 2, 2, &x, NULL, NULL, NULL, NULL, &ybad, NULL, NULL, NULL, &e),
+        PS_EINPUT);
+    assert_non_null(strstr(e.msg, "rt_bn_relu_maxpool_fwd: y:"));
+    assert_int_equal(
+        rt_bn_relu_maxpool_fwd(&g, 2, 2, &x, NULL, NULL, NULL, NULL, &y, &am64, NULL, NULL, &e),
+        PS_EINPUT);
+    assert_non_null(strstr(e.msg, "rt_bn_relu_maxpool_fwd: argmax:"));
+    rt_tensor mu = mk(RT_F32, 1, 1, 0, 0, 0), rs = mk(RT_F32, 1, 1, 0, 0, 0),
+              dx = mk(RT_F32, 4, 2, 1, 4, 8);
+    OK(rt_bn_relu_maxpool_fwd(&g, 2, 2, &x, NULL, NULL, NULL, NULL, &y, &am, &mu, &rs, E));
+    rt_i32(&am)[5] = 32;
+    assert_int_equal(rt_bn_relu_maxpool_bwd(&g, 2, 2, &x, NULL, &mu, &rs, &y, &am, &y, &dx, NULL,
+                                            NULL, &e),
+                     PS_EINPUT);
+    assert_non_null(strstr(e.msg, "argmax[5] = 32"));
+    rt_bn ge = {1e-5, 0.1, 0};
+    assert_int_equal(
+        rt_bn_relu_maxpool_fwd(&ge, 2, 2, &x, NULL, NULL, NULL, NULL, &y, &am, NULL, NULL, &e),
+        PS_EINPUT);
+    assert_non_null(strstr(e.msg, "running_mean"));
+    rt_tensor *all[] = {&x, &y, &am, &ybad, &am64, &mu, &rs, &dx};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rt_tensor_free(all[i]);
+}
+
 /* ------------------------------------------------------------------ shape errors */
 
 static void test_shape_errors(void **state)
@@ -957,7 +1153,7 @@ int main(void)
         cmocka_unit_test(test_convt2d),    cmocka_unit_test(test_pool),
         cmocka_unit_test(test_act),        cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_losses),     cmocka_unit_test(test_f32_f64),
-        cmocka_unit_test(test_f32_math),
+        cmocka_unit_test(test_f32_math),   cmocka_unit_test(test_bn_relu_maxpool),
         cmocka_unit_test(test_optimizers), cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_shape_errors),
     };
