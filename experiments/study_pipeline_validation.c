@@ -314,15 +314,25 @@ static pp_model *build_model(const vspec *s, ps_err *e)
     return m;
 }
 
+/* The point's spec and model; NULL with the error code in *rc. */
+static pp_model *point_model(const ps_point *p, vspec *s, int *rc, ps_err *e)
+{
+    *rc = spec_of(p, s, e);
+    if (*rc)
+        return NULL;
+    pp_model *m = build_model(s, e);
+    if (!m)
+        *rc = e->code ? e->code : PS_EINPUT;
+    return m;
+}
+
 static int check(const ps_point *p, ps_err *e)
 {
     vspec s;
-    int rc = spec_of(p, &s, e);
-    if (rc)
-        return rc;
-    pp_model *m = build_model(&s, e);
+    int rc;
+    pp_model *m = point_model(p, &s, &rc, e);
     if (!m)
-        return e->code ? e->code : PS_EINPUT;
+        return rc;
     if (!s.planner) {
         pp_plan *pl = hand_plan(&s, m, e);
         if (!pl)
@@ -606,12 +616,10 @@ static void cpu_ticks(double *busy, double *total, double *self)
 static int run(const ps_point *p, double *mt, ps_err *e)
 {
     vspec s;
-    int rc = spec_of(p, &s, e);
-    if (rc)
-        return rc;
-    pp_model *m = build_model(&s, e);
+    int rc;
+    pp_model *m = point_model(p, &s, &rc, e);
     if (!m)
-        return e->code ? e->code : PS_EINPUT;
+        return rc;
     pp_plan *plan = NULL;
     ps_replay_result r;
     memset(&r, 0, sizeof r);

@@ -581,6 +581,15 @@ __global__ void k_maxpool_fwd(int k, int s, int64_t nc, int64_t h, int64_t w, in
     }
 }
 
+// Along one axis (no outputs, window k, stride s): the outputs lo..hi
+// (inclusive; none when lo > hi) whose windows contain input position p.
+__device__ __forceinline__ void pool_windows(int64_t p, int k, int s, int64_t no, int64_t *lo,
+                                             int64_t *hi)
+{
+    *lo = p - k + 1 > 0 ? (p - k + 1 + s - 1) / s : 0;
+    *hi = p / s < no - 1 ? p / s : no - 1;
+}
+
 // dx[p] = sum of dy over the windows containing p whose arg-max is p (a gather).
 __global__ void k_maxpool_bwd(int k, int s, int64_t nc, int64_t h, int64_t w, int64_t oh,
                               int64_t ow, const int32_t *am, const float *dy, float *dx)
@@ -591,10 +600,9 @@ __global__ void k_maxpool_bwd(int k, int s, int64_t nc, int64_t h, int64_t w, in
         int64_t xx = i % w, r0 = i / w;
         int64_t yy = r0 % h, pl = r0 / h;
         int64_t self = yy * w + xx;
-        int64_t oy_lo = yy - k + 1 > 0 ? (yy - k + 1 + s - 1) / s : 0;
-        int64_t oy_hi = yy / s < oh - 1 ? yy / s : oh - 1;
-        int64_t ox_lo = xx - k + 1 > 0 ? (xx - k + 1 + s - 1) / s : 0;
-        int64_t ox_hi = xx / s < ow - 1 ? xx / s : ow - 1;
+        int64_t oy_lo, oy_hi, ox_lo, ox_hi;
+        pool_windows(yy, k, s, oh, &oy_lo, &oy_hi);
+        pool_windows(xx, k, s, ow, &ox_lo, &ox_hi);
         float acc = 0.0f;
         for (int64_t oy = oy_lo; oy <= oy_hi; oy++)
             for (int64_t ox = ox_lo; ox <= ox_hi; ox++) {
@@ -633,10 +641,9 @@ __global__ void k_avgpool_bwd(int k, int s, int64_t nc, int64_t h, int64_t w, in
     {
         int64_t xx = i % w, r0 = i / w;
         int64_t yy = r0 % h, pl = r0 / h;
-        int64_t oy_lo = yy - k + 1 > 0 ? (yy - k + 1 + s - 1) / s : 0;
-        int64_t oy_hi = yy / s < oh - 1 ? yy / s : oh - 1;
-        int64_t ox_lo = xx - k + 1 > 0 ? (xx - k + 1 + s - 1) / s : 0;
-        int64_t ox_hi = xx / s < ow - 1 ? xx / s : ow - 1;
+        int64_t oy_lo, oy_hi, ox_lo, ox_hi;
+        pool_windows(yy, k, s, oh, &oy_lo, &oy_hi);
+        pool_windows(xx, k, s, ow, &ox_lo, &ox_hi);
         float acc = 0.0f;
         for (int64_t oy = oy_lo; oy <= oy_hi; oy++)
             for (int64_t ox = ox_lo; ox <= ox_hi; ox++)

@@ -9,7 +9,9 @@
  *
  * Conventions as in rt.h: forward outputs and dx are overwritten, parameter
  * gradients accumulated; a NULL gradient pointer means "not needed".
- * Functions that need scratch memory return -1 when it cannot be had. */
+ * Functions that need scratch memory return -1 when it cannot be had.
+ * The parameters (T, IT, VEC_*, SFX, GEMM, EXP, ERF, TANH) are #undef'd at
+ * the end, ready for the next instantiation. */
 
 /* ------------------------------------------------------------------ linear */
 
@@ -149,6 +151,20 @@ static inline void SFX(rows1)(int64_t f, int64_t pad, int64_t h, int64_t oh, int
     *hi = u > l ? u : l;
 }
 
+/* Rows ylo..yhi-1 of the [*, ow] plane d: columns [0, lo) and [hi, ow)
+ * zeroed (the outputs of the stride-1 "same" case that read the pad). */
+static inline void SFX(zero_edges)(T *d, int64_t ow, int64_t ylo, int64_t yhi, int64_t lo,
+                                   int64_t hi)
+{
+    for (int64_t oy = ylo; oy < yhi; oy++) {
+        T *r = d + oy * ow;
+        for (int64_t ox = 0; ox < lo; ox++)
+            r[ox] = 0;
+        for (int64_t ox = hi; ox < ow; ox++)
+            r[ox] = 0;
+    }
+}
+
 /* col [c r s, m P] (P = oh ow; image i's pixels in columns [i P, (i+1) P))
  * from m images x [m, c, h, w]; the pad reads as zero.  kept != 0: col holds
  * the previous im2col of the same geometry, so the entries that only ever
@@ -186,13 +202,7 @@ static void SFX(im2col)(const cgeo *g, int64_t m, const T *x, T *col, int kept)
                         if (!kept)
                             memset(d + b, 0, (size_t)(P - b) * sizeof *d);
                         if (lo > 0 || hi < g->ow)
-                            for (int64_t oy = ylo; oy < yhi; oy++) {
-                                T *r = d + oy * g->ow;
-                                for (int64_t ox = 0; ox < lo; ox++)
-                                    r[ox] = 0;
-                                for (int64_t ox = hi; ox < g->ow; ox++)
-                                    r[ox] = 0;
-                            }
+                            SFX(zero_edges)(d, g->ow, ylo, yhi, lo, hi);
                         continue;
                     }
                     for (int64_t oy = 0; oy < g->oh; oy++) {
@@ -242,13 +252,7 @@ static void SFX(col2im)(const cgeo *g, int64_t m, T *col, T *x)
                         const int64_t a = ylo * g->ow + lo, b = (yhi - 1) * g->ow + hi;
                         const int64_t shift = (fy - g->pad) * g->w + (fx - g->pad);
                         if (lo > 0 || hi < g->ow)
-                            for (int64_t oy = ylo; oy < yhi; oy++) {
-                                T *r = d + oy * g->ow;
-                                for (int64_t ox = 0; ox < lo; ox++)
-                                    r[ox] = 0;
-                                for (int64_t ox = hi; ox < g->ow; ox++)
-                                    r[ox] = 0;
-                            }
+                            SFX(zero_edges)(d, g->ow, ylo, yhi, lo, hi);
                         T *dst = xi + shift;
                         for (int64_t j = a; j < b; j++)
                             dst[j] += d[j];
@@ -282,6 +286,17 @@ static void SFX(chansum_acc)(int64_t m, int64_t C, int64_t P, const T *dy, T *db
     }
 }
 
+/* y [C, P] (one image) += b[c] on every pixel of channel c. */
+static inline void SFX(add_bias)(int64_t C, int64_t P, const T *b, T *y)
+{
+    for (int64_t kk = 0; kk < C; kk++) {
+        T *r = y + kk * P;
+        const T bk = b[kk];
+        for (int64_t p = 0; p < P; p++)
+            r[p] += bk;
+    }
+}
+
 /* ------------------------------------------------------------------ conv2d */
 
 /* One image at a time: im2col into columns that stay in L2 (a 32->64 3x3
@@ -304,12 +319,7 @@ static int SFX(conv2d_fwd)(const cgeo *g, const T *x, const T *w, const T *b, T 
         /* y_i [k, P] = w [k, crs] col [crs, P] */
         GEMM(0, 0, g->k, P, crs, 1, w, crs, col, P, 0, yi, P);
         if (b)
-            for (int64_t kk = 0; kk < g->k; kk++) {
-                T *r = yi + kk * P;
-                const T bk = b[kk];
-                for (int64_t p = 0; p < P; p++)
-                    r[p] += bk;
-            }
+            SFX(add_bias)(g->k, P, b, yi);
     }
     return 0;
 }
@@ -372,12 +382,7 @@ static int SFX(convt2d_fwd)(const cgeo *g, const T *x, const T *w, const T *b, T
         memset(yi, 0, (size_t)yimg * sizeof *yi);
         SFX(col2im)(g, 1, col, yi);
         if (b)
-            for (int64_t kk = 0; kk < g->c; kk++) {
-                T *r = yi + kk * Py;
-                const T bk = b[kk];
-                for (int64_t p = 0; p < Py; p++)
-                    r[p] += bk;
-            }
+            SFX(add_bias)(g->c, Py, b, yi);
     }
     return 0;
 }
@@ -645,15 +650,26 @@ static void SFX(bn_stats)(int64_t n, int64_t c, int64_t hw, const rt_bn *g, cons
     *rs_out = rs;
 }
 
+/* Channel ch's statistics (bn_stats) and its forward map y = (x - m0) sc + sh. */
+static inline void SFX(bn_affine)(int64_t n, int64_t c, int64_t hw, const rt_bn *g, const T *x,
+                                  int64_t ch, const T *gamma, const T *beta, T *rmean, T *rvar,
+                                  T *mean_out, T *rstd_out, T *m0, T *sc, T *sh)
+{
+    double mu, rs;
+    SFX(bn_stats)(n, c, hw, g, x, ch, rmean, rvar, mean_out, rstd_out, &mu, &rs);
+    *sc = (T)(rs * (gamma ? (double)gamma[ch] : 1.0));
+    *sh = beta ? beta[ch] : 0;
+    *m0 = (T)mu;
+}
+
 static void SFX(bn_fwd)(int64_t n, int64_t c, int64_t hw, const rt_bn *g, const T *x,
                         const T *gamma, const T *beta, T *rmean, T *rvar, T *y, T *mean_out,
                         T *rstd_out)
 {
     for (int64_t ch = 0; ch < c; ch++) {
-        double mu, rs;
-        SFX(bn_stats)(n, c, hw, g, x, ch, rmean, rvar, mean_out, rstd_out, &mu, &rs);
-        const T sc = (T)(rs * (gamma ? (double)gamma[ch] : 1.0));
-        const T sh = beta ? beta[ch] : 0, m0 = (T)mu;
+        T m0, sc, sh;
+        SFX(bn_affine)(n, c, hw, g, x, ch, gamma, beta, rmean, rvar, mean_out, rstd_out, &m0, &sc,
+                       &sh);
         for (int64_t i = 0; i < n; i++) {
             const T *r = x + (i * c + ch) * hw;
             T *o = y + (i * c + ch) * hw;
@@ -661,6 +677,27 @@ static void SFX(bn_fwd)(int64_t n, int64_t c, int64_t hw, const rt_bn *g, const 
                 o[p] = (r[p] - m0) * sc + sh;
         }
     }
+}
+
+/* One channel of the batch-norm backward, from sdy = sum dy and sdyx =
+ * sum dy (x - m0) over its M = n hw elements, m0 = (T)mu the rounded mean
+ * the sums used: dgamma += sum dy xhat, dbeta += sum dy (each when not
+ * NULL), and dx = a dy - bmean - cx (x - m0), i.e. train:
+ * g rs (dy - mean(dy) - xhat mean(dy xhat)); eval: g rs dy. */
+static inline void SFX(bn_dcoefs)(double mu, double rs, double sdy, double sdyx, double gam,
+                                  int training, int64_t M, T *dgamma, T *dbeta, T *a, T *bmean,
+                                  T *cx)
+{
+    sdyx += sdy * ((double)(T)mu - mu); /* add sum dy (m0 - mu) */
+    sdyx *= rs;
+    if (dgamma)
+        *dgamma += (T)sdyx;
+    if (dbeta)
+        *dbeta += (T)sdy;
+    const double gs = gam * rs;
+    *a = (T)gs;
+    *bmean = training ? (T)(gs * sdy / (double)M) : 0;
+    *cx = training ? (T)(gs * sdyx * rs / (double)M) : 0;
 }
 
 static void SFX(bn_bwd)(int64_t n, int64_t c, int64_t hw, int training, const T *x,
@@ -676,20 +713,11 @@ static void SFX(bn_bwd)(int64_t n, int64_t c, int64_t hw, int training, const T 
             sdy += SFX(rsum)(d, hw);
             sdyx += SFX(rdot)(d, r, hw, (T)mu);
         }
-        /* rdot used the rounded mean: add sum dy (mt - mu) */
-        sdyx += sdy * ((double)(T)mu - mu);
-        sdyx *= rs;
-        if (dgamma)
-            dgamma[ch] += (T)sdyx;
-        if (dbeta)
-            dbeta[ch] += (T)sdy;
+        T a, bmean, cx;
+        SFX(bn_dcoefs)(mu, rs, sdy, sdyx, gamma ? (double)gamma[ch] : 1.0, training, M,
+                       dgamma ? dgamma + ch : NULL, dbeta ? dbeta + ch : NULL, &a, &bmean, &cx);
         if (!dx)
             continue;
-        const double gs = (gamma ? (double)gamma[ch] : 1.0) * rs;
-        /* train: dx = g rs (dy - mean(dy) - xhat mean(dy xhat)); eval: g rs dy */
-        const T a = (T)gs;
-        const T bmean = training ? (T)(gs * sdy / (double)M) : 0;
-        const T cx = training ? (T)(gs * sdyx * rs / (double)M) : 0;
         const T m0 = (T)mu;
         for (int64_t i = 0; i < n; i++) {
             const T *r = x + (i * c + ch) * hw, *d = dy + (i * c + ch) * hw;
@@ -856,10 +884,9 @@ static void SFX(bnrp_fwd)(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k,
     const int tiles = SFX(bnrp_tiles)(k, s, h, w, oh, ow);
     (void)tiles; /* unused without RT_VSHUFFLE */
     for (int64_t ch = 0; ch < c; ch++) {
-        double mu, rs;
-        SFX(bn_stats)(n, c, hw, g, x, ch, rmean, rvar, mean_out, rstd_out, &mu, &rs);
-        const T sc = (T)(rs * (gamma ? (double)gamma[ch] : 1.0));
-        const T sh = beta ? beta[ch] : 0, m0 = (T)mu;
+        T m0, sc, sh;
+        SFX(bn_affine)(n, c, hw, g, x, ch, gamma, beta, rmean, rvar, mean_out, rstd_out, &m0, &sc,
+                       &sh);
         for (int64_t i = 0; i < n; i++) {
             const int64_t q = i * c + ch;
             const T *restrict r = x + q * hw;
@@ -921,20 +948,12 @@ static int64_t SFX(bnrp_bwd)(int64_t n, int64_t c, int64_t h, int64_t w, int64_t
             SFX(bnrp_sums)(ohw, y + q * ohw, dy + q * ohw, am + q * ohw, x + q * hw, m0, &sdy,
                            &sdyx);
         }
-        /* the sums used the rounded mean: add sum dy (m0 - mu) */
-        sdyx += sdy * ((double)m0 - mu);
-        sdyx *= rs;
-        if (dgamma)
-            dgamma[ch] += (T)sdyx;
-        if (dbeta)
-            dbeta[ch] += (T)sdy;
+        /* e: the gradient at bn's output (dy scattered, masked by the ReLU) */
+        T a, bmean, cx;
+        SFX(bn_dcoefs)(mu, rs, sdy, sdyx, gamma ? (double)gamma[ch] : 1.0, training, M,
+                       dgamma ? dgamma + ch : NULL, dbeta ? dbeta + ch : NULL, &a, &bmean, &cx);
         if (!dx)
             continue;
-        /* train: dx = g rs (e - mean(e) - xhat mean(e xhat)); eval: g rs e */
-        const double gs = (gamma ? (double)gamma[ch] : 1.0) * rs;
-        const T a = (T)gs;
-        const T bmean = training ? (T)(gs * sdy / (double)M) : 0;
-        const T cx = training ? (T)(gs * sdyx * rs / (double)M) : 0;
         for (int64_t i = 0; i < n; i++) {
             const int64_t q = i * c + ch;
             const T *yq = y + q * ohw, *dq = dy + q * ohw;
@@ -1042,3 +1061,16 @@ static void SFX(mse_bwd)(int64_t n, const T *x, const T *t, double scale, T *dx)
     for (int64_t i = 0; i < n; i++)
         dx[i] = f * (x[i] - t[i]);
 }
+
+#undef T
+#undef IT
+#undef VEC_EVEN
+#undef VEC_ODD
+#undef VEC_LO
+#undef VEC_HI
+#undef VEC_LANE2
+#undef SFX
+#undef GEMM
+#undef EXP
+#undef ERF
+#undef TANH

@@ -19,6 +19,7 @@
 
 #include "kernels/cpu_blas.h"
 #include "real/backend.h"
+#include "real/rt_internal.h"
 
 /* ------------------------------------------------------------------ scratch, geometry */
 
@@ -178,19 +179,7 @@ static inline float tanh_fast_f32(float x)
 #define EXP exp_fast_f32
 #define ERF erf_fast_f32
 #define TANH tanh_fast_f32
-#include "real/cpu_impl.h"
-#undef T
-#undef IT
-#undef VEC_EVEN
-#undef VEC_ODD
-#undef VEC_LO
-#undef VEC_HI
-#undef VEC_LANE2
-#undef SFX
-#undef GEMM
-#undef EXP
-#undef ERF
-#undef TANH
+#include "real/cpu_impl.h" /* #undefs its parameters at the end */
 
 #define T double
 #define IT int64_t
@@ -204,19 +193,7 @@ static inline float tanh_fast_f32(float x)
 #define EXP exp
 #define ERF erf
 #define TANH tanh
-#include "real/cpu_impl.h"
-#undef T
-#undef IT
-#undef VEC_EVEN
-#undef VEC_ODD
-#undef VEC_LO
-#undef VEC_HI
-#undef VEC_LANE2
-#undef SFX
-#undef GEMM
-#undef EXP
-#undef ERF
-#undef TANH
+#include "real/cpu_impl.h" /* #undefs its parameters at the end */
 
 /* fn_f32(...) or fn_f64(...) by the dtype (buffers are void *). */
 #define CALL(fn, dt, ...) ((dt) == RT_F32 ? fn##_f32(__VA_ARGS__) : fn##_f64(__VA_ARGS__))
@@ -227,14 +204,6 @@ static void *dp(const rt_tensor *t)
 }
 
 /* ------------------------------------------------------------------ operand checks */
-
-static int chk_t(const char *fn, const char *name, const rt_tensor *t, ps_err *e)
-{
-    if (!t || !t->data || t->ndim < 1 || t->ndim > RT_MAXDIM ||
-        (unsigned)t->dtype >= RT_DTYPE_COUNT)
-        return ps_errf(e, PS_EINPUT, "%s: %s: no tensor (NULL or unallocated)", fn, name);
-    return 0;
-}
 
 /* A float tensor (f32 or f64; f32 on CUDA). */
 static int chk_f(const char *fn, const char *name, const rt_tensor *t, ps_err *e)
@@ -251,21 +220,6 @@ static int chk_f(const char *fn, const char *name, const rt_tensor *t, ps_err *e
     return 0;
 }
 
-/* Same dtype and device as ref. */
-static int chk_like(const char *fn, const char *name, const rt_tensor *t, const rt_tensor *ref,
-                    const char *refname, ps_err *e)
-{
-    if (chk_t(fn, name, t, e))
-        return PS_EINPUT;
-    if (t->dtype != ref->dtype || t->dev != ref->dev) {
-        char b1[128], b2[128];
-        return ps_errf(e, PS_EINPUT, "%s: %s: %s differs in dtype or device from %s %s", fn,
-                       name, rt_tensor_desc(t, b1, sizeof b1), refname,
-                       rt_tensor_desc(ref, b2, sizeof b2));
-    }
-    return 0;
-}
-
 static int shape_is(const rt_tensor *t, int ndim, const int64_t *dims)
 {
     if (t->ndim != ndim)
@@ -274,16 +228,6 @@ static int shape_is(const rt_tensor *t, int ndim, const int64_t *dims)
         if (t->shape[i] != dims[i])
             return 0;
     return 1;
-}
-
-static const char *dims_str(int ndim, const int64_t *dims, char *buf, size_t n)
-{
-    size_t o = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < ndim && o < n; i++)
-        o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)dims[i]);
-    if (o < n)
-        snprintf(buf + o, n - o, "]");
-    return buf;
 }
 
 static int bad_shape(const char *fn, const char *name, const rt_tensor *t, int ndim,
@@ -343,6 +287,50 @@ static int chk_ndim(const char *fn, const char *name, const rt_tensor *t, int lo
     return 0;
 }
 
+/* x is 4-D [N, C, H, W]. */
+static int chk_x4(const char *fn, const rt_tensor *x, ps_err *e)
+{
+    if (x->ndim != 4) {
+        char b[128];
+        return ps_errf(e, PS_EINPUT, "%s: x: %s is not 4-D [N, C, H, W]", fn,
+                       rt_tensor_desc(x, b, sizeof b));
+    }
+    return 0;
+}
+
+/* The optional gradients of a layer with weights: dx like x, dw like w,
+ * db [nb] (the bias length). */
+static int chk_dxdwdb(const char *fn, const rt_tensor *x, const rt_tensor *w, const rt_tensor *dx,
+                      const rt_tensor *dw, const rt_tensor *db, int64_t nb, ps_err *e)
+{
+    if ((dx && chk_same(fn, "dx", dx, x, "x", e)) || (dw && chk_same(fn, "dw", dw, w, "w", e)) ||
+        (db && chk_vec(fn, "db", db, x, "x", nb, e)))
+        return PS_EINPUT;
+    return 0;
+}
+
+/* argmax: i32, y's shape yd, ref's device. */
+static int chk_argmax(const char *fn, const rt_tensor *argmax, const rt_tensor *ref,
+                      const int64_t *yd, ps_err *e)
+{
+    if (chk_t(fn, "argmax", argmax, e))
+        return PS_EINPUT;
+    if (argmax->dtype != RT_I32 || argmax->dev != ref->dev || !shape_is(argmax, 4, yd)) {
+        char b1[128], b2[64];
+        return ps_errf(e, PS_EINPUT, "%s: argmax: %s, expected %s i32 %s", fn,
+                       rt_tensor_desc(argmax, b1, sizeof b1), dims_str(4, yd, b2, sizeof b2),
+                       rt_dev_name(ref->dev));
+    }
+    return 0;
+}
+
+/* argmax[i] is outside the hw-pixel plane. */
+static int bad_argmax(const char *fn, const rt_tensor *argmax, int64_t i, int64_t hw, ps_err *e)
+{
+    return ps_errf(e, PS_EINPUT, "%s: argmax[%lld] = %d outside the %lld-pixel plane", fn,
+                   (long long)i, ((const int32_t *)argmax->data)[i], (long long)hw);
+}
+
 static int oom(const char *fn, ps_err *e)
 {
     return ps_errf(e, PS_ERUN, "%s: out of memory for the im2col scratch", fn);
@@ -350,18 +338,29 @@ static int oom(const char *fn, ps_err *e)
 
 /* ------------------------------------------------------------------ linear */
 
+/* x [n, in] (leading dims flattened), w [out, in]. */
+static int linear_geo(const char *fn, const rt_tensor *x, const rt_tensor *w, int64_t *n,
+                      int64_t *in, int64_t *out, ps_err *e)
+{
+    if (chk_f(fn, "x", x, e) || chk_like(fn, "w", w, x, "x", e))
+        return PS_EINPUT;
+    *in = x->shape[x->ndim - 1];
+    *n = x->numel / *in;
+    if (w->ndim != 2 || w->shape[1] != *in) {
+        int64_t d[2] = {w->shape[0], *in};
+        return bad_shape(fn, "w", w, 2, d, e);
+    }
+    *out = w->shape[0];
+    return 0;
+}
+
 int rt_linear_fwd(const rt_tensor *x, const rt_tensor *w, const rt_tensor *b, rt_tensor *y,
                   ps_err *e)
 {
     const char *fn = "rt_linear_fwd";
-    if (chk_f(fn, "x", x, e) || chk_like(fn, "w", w, x, "x", e))
+    int64_t n, in, out;
+    if (linear_geo(fn, x, w, &n, &in, &out, e))
         return PS_EINPUT;
-    const int64_t in = x->shape[x->ndim - 1], n = x->numel / in;
-    if (w->ndim != 2 || w->shape[1] != in) {
-        int64_t d[2] = {w->shape[0], in};
-        return bad_shape(fn, "w", w, 2, d, e);
-    }
-    const int64_t out = w->shape[0];
     if ((b && chk_vec(fn, "b", b, x, "x", out, e)) || chk_rows(fn, "y", y, x, "x", n, out, e))
         return PS_EINPUT;
     if (rt_on_cuda(x))
@@ -374,16 +373,10 @@ int rt_linear_bwd(const rt_tensor *x, const rt_tensor *w, const rt_tensor *dy, r
                   rt_tensor *dw, rt_tensor *db, ps_err *e)
 {
     const char *fn = "rt_linear_bwd";
-    if (chk_f(fn, "x", x, e) || chk_like(fn, "w", w, x, "x", e))
+    int64_t n, in, out;
+    if (linear_geo(fn, x, w, &n, &in, &out, e))
         return PS_EINPUT;
-    const int64_t in = x->shape[x->ndim - 1], n = x->numel / in;
-    if (w->ndim != 2 || w->shape[1] != in) {
-        int64_t d[2] = {w->shape[0], in};
-        return bad_shape(fn, "w", w, 2, d, e);
-    }
-    const int64_t out = w->shape[0];
-    if (chk_rows(fn, "dy", dy, x, "x", n, out, e) || (dx && chk_same(fn, "dx", dx, x, "x", e)) ||
-        (dw && chk_same(fn, "dw", dw, w, "w", e)) || (db && chk_vec(fn, "db", db, x, "x", out, e)))
+    if (chk_rows(fn, "dy", dy, x, "x", n, out, e) || chk_dxdwdb(fn, x, w, dx, dw, db, out, e))
         return PS_EINPUT;
     if (rt_on_cuda(x))
         return RT_CUDA_CALL(linear_bwd, e, x, w, dy, dx, dw, db, e);
@@ -393,20 +386,28 @@ int rt_linear_bwd(const rt_tensor *x, const rt_tensor *w, const rt_tensor *dy, r
 
 /* ------------------------------------------------------------------ conv2d */
 
+/* The operands every conv / convT starts from: a geometry (have_g), a float
+ * x and w like it. */
+static int chk_geo_xw(const char *fn, int have_g, const rt_tensor *x, const rt_tensor *w,
+                      ps_err *e)
+{
+    if (!have_g)
+        return ps_errf(e, PS_EINPUT, "%s: geometry is NULL", fn);
+    if (chk_f(fn, "x", x, e) || chk_like(fn, "w", w, x, "x", e))
+        return PS_EINPUT;
+    return 0;
+}
+
 static int conv_geo(const char *fn, const rt_conv *g, const rt_tensor *x, const rt_tensor *w,
                     cgeo *o, ps_err *e)
 {
-    if (!g)
-        return ps_errf(e, PS_EINPUT, "%s: geometry is NULL", fn);
-    if (chk_f(fn, "x", x, e) || chk_like(fn, "w", w, x, "x", e))
+    if (chk_geo_xw(fn, g != NULL, x, w, e))
         return PS_EINPUT;
     if (g->stride < 1 || g->pad < 0)
         return ps_errf(e, PS_EINPUT, "%s: stride %d / pad %d (need stride >= 1, pad >= 0)", fn,
                        g->stride, g->pad);
-    char b1[128];
-    if (x->ndim != 4)
-        return ps_errf(e, PS_EINPUT, "%s: x: %s is not 4-D [N, C, H, W]", fn,
-                       rt_tensor_desc(x, b1, sizeof b1));
+    if (chk_x4(fn, x, e))
+        return PS_EINPUT;
     if (w->ndim != 4 || w->shape[1] != x->shape[1]) {
         int64_t d[4] = {w->shape[0], x->shape[1], w->ndim == 4 ? w->shape[2] : 0,
                         w->ndim == 4 ? w->shape[3] : 0};
@@ -450,8 +451,7 @@ int rt_conv2d_bwd(const rt_conv *g, const rt_tensor *x, const rt_tensor *w, cons
     if (conv_geo(fn, g, x, w, &c, e))
         return PS_EINPUT;
     int64_t yd[4] = {c.n, c.k, c.oh, c.ow};
-    if (chk_dims(fn, "dy", dy, x, "x", 4, yd, e) || (dx && chk_same(fn, "dx", dx, x, "x", e)) ||
-        (dw && chk_same(fn, "dw", dw, w, "w", e)) || (db && chk_vec(fn, "db", db, x, "x", c.k, e)))
+    if (chk_dims(fn, "dy", dy, x, "x", 4, yd, e) || chk_dxdwdb(fn, x, w, dx, dw, db, c.k, e))
         return PS_EINPUT;
     if (rt_on_cuda(x))
         return RT_CUDA_CALL(conv2d_bwd, e, g, x, w, dy, dx, dw, db, e);
@@ -466,19 +466,15 @@ int rt_conv2d_bwd(const rt_conv *g, const rt_tensor *x, const rt_tensor *w, cons
 static int convt_geo(const char *fn, const rt_convt *g, const rt_tensor *x, const rt_tensor *w,
                      cgeo *o, ps_err *e)
 {
-    if (!g)
-        return ps_errf(e, PS_EINPUT, "%s: geometry is NULL", fn);
-    if (chk_f(fn, "x", x, e) || chk_like(fn, "w", w, x, "x", e))
+    if (chk_geo_xw(fn, g != NULL, x, w, e))
         return PS_EINPUT;
     if (g->stride < 1 || g->pad < 0 || g->out_pad < 0 || g->out_pad >= g->stride)
         return ps_errf(e, PS_EINPUT,
                        "%s: stride %d / pad %d / out_pad %d (need stride >= 1, pad >= 0, "
                        "0 <= out_pad < stride)",
                        fn, g->stride, g->pad, g->out_pad);
-    char b1[128];
-    if (x->ndim != 4)
-        return ps_errf(e, PS_EINPUT, "%s: x: %s is not 4-D [N, C, H, W]", fn,
-                       rt_tensor_desc(x, b1, sizeof b1));
+    if (chk_x4(fn, x, e))
+        return PS_EINPUT;
     if (w->ndim != 4 || w->shape[0] != x->shape[1]) {
         int64_t d[4] = {x->shape[1], w->ndim >= 2 ? w->shape[1] : 0,
                         w->ndim == 4 ? w->shape[2] : 0, w->ndim == 4 ? w->shape[3] : 0};
@@ -520,8 +516,7 @@ int rt_convt2d_bwd(const rt_convt *g, const rt_tensor *x, const rt_tensor *w,
     if (convt_geo(fn, g, x, w, &c, e))
         return PS_EINPUT;
     int64_t yd[4] = {c.n, c.c, c.h, c.w};
-    if (chk_dims(fn, "dy", dy, x, "x", 4, yd, e) || (dx && chk_same(fn, "dx", dx, x, "x", e)) ||
-        (dw && chk_same(fn, "dw", dw, w, "w", e)) || (db && chk_vec(fn, "db", db, x, "x", c.c, e)))
+    if (chk_dims(fn, "dy", dy, x, "x", 4, yd, e) || chk_dxdwdb(fn, x, w, dx, dw, db, c.c, e))
         return PS_EINPUT;
     if (rt_on_cuda(x))
         return RT_CUDA_CALL(convt2d_bwd, e, g, x, w, dy, dx, dw, db, e);
@@ -539,19 +534,15 @@ static int chk_argmax_range(const char *fn, const rt_tensor *argmax, int64_t hw,
     const int64_t i = am_bad(argmax->data, argmax->numel, hw);
     if (i < 0)
         return 0;
-    return ps_errf(e, PS_EINPUT, "%s: argmax[%lld] = %d outside the %lld-pixel plane", fn,
-                   (long long)i, ((const int32_t *)argmax->data)[i], (long long)hw);
+    return bad_argmax(fn, argmax, i, hw, e);
 }
 
 static int pool_geo(const char *fn, int k, int s, const rt_tensor *x, int64_t *oh, int64_t *ow,
                     ps_err *e)
 {
-    if (chk_f(fn, "x", x, e))
+    if (chk_f(fn, "x", x, e) || chk_x4(fn, x, e))
         return PS_EINPUT;
     char b[128];
-    if (x->ndim != 4)
-        return ps_errf(e, PS_EINPUT, "%s: x: %s is not 4-D [N, C, H, W]", fn,
-                       rt_tensor_desc(x, b, sizeof b));
     if (k < 1 || s < 1 || k > x->shape[2] || k > x->shape[3])
         return ps_errf(e, PS_EINPUT, "%s: window %d / stride %d does not fit x %s", fn, k, s,
                        rt_tensor_desc(x, b, sizeof b));
@@ -560,30 +551,40 @@ static int pool_geo(const char *fn, int k, int s, const rt_tensor *x, int64_t *o
     return 0;
 }
 
+/* A pooling forward's x [N, C, H, W] and y [N, C, oh, ow] = yd. */
+static int pool_chk_fwd(const char *fn, int k, int s, const rt_tensor *x, const rt_tensor *y,
+                        int64_t yd[4], ps_err *e)
+{
+    int64_t oh, ow;
+    if (pool_geo(fn, k, s, x, &oh, &ow, e))
+        return PS_EINPUT;
+    yd[0] = x->shape[0], yd[1] = x->shape[1], yd[2] = oh, yd[3] = ow;
+    return chk_dims(fn, "y", y, x, "x", 4, yd, e);
+}
+
+/* A pooling backward's dx [N, C, H, W] and dy [N, C, oh, ow] = yd. */
+static int pool_chk_bwd(const char *fn, int k, int s, const rt_tensor *dy, const rt_tensor *dx,
+                        int64_t yd[4], ps_err *e)
+{
+    int64_t oh, ow;
+    if (chk_f(fn, "dy", dy, e) || chk_like(fn, "dx", dx, dy, "dy", e) ||
+        pool_geo(fn, k, s, dx, &oh, &ow, e))
+        return PS_EINPUT;
+    yd[0] = dx->shape[0], yd[1] = dx->shape[1], yd[2] = oh, yd[3] = ow;
+    return chk_dims(fn, "dy", dy, dx, "dx", 4, yd, e);
+}
+
 int rt_maxpool2d_fwd(int k, int s, const rt_tensor *x, rt_tensor *y, rt_tensor *argmax,
                      ps_err *e)
 {
     const char *fn = "rt_maxpool2d_fwd";
-    int64_t oh, ow;
-    if (pool_geo(fn, k, s, x, &oh, &ow, e))
+    int64_t yd[4];
+    if (pool_chk_fwd(fn, k, s, x, y, yd, e) || (argmax && chk_argmax(fn, argmax, x, yd, e)))
         return PS_EINPUT;
-    int64_t yd[4] = {x->shape[0], x->shape[1], oh, ow};
-    if (chk_dims(fn, "y", y, x, "x", 4, yd, e))
-        return PS_EINPUT;
-    if (argmax) {
-        if (chk_t(fn, "argmax", argmax, e))
-            return PS_EINPUT;
-        if (argmax->dtype != RT_I32 || argmax->dev != x->dev || !shape_is(argmax, 4, yd)) {
-            char b1[128], b2[64];
-            return ps_errf(e, PS_EINPUT, "%s: argmax: %s, expected %s i32 %s", fn,
-                           rt_tensor_desc(argmax, b1, sizeof b1), dims_str(4, yd, b2, sizeof b2),
-                           rt_dev_name(x->dev));
-        }
-    }
     if (rt_on_cuda(x))
         return RT_CUDA_CALL(maxpool2d_fwd, e, k, s, x, y, argmax, e);
-    CALL(maxpool_fwd, x->dtype, x->shape[0] * x->shape[1], x->shape[2], x->shape[3], k, s, oh, ow,
-         x->data, y->data, argmax ? (int32_t *)argmax->data : NULL);
+    CALL(maxpool_fwd, x->dtype, x->shape[0] * x->shape[1], x->shape[2], x->shape[3], k, s, yd[2],
+         yd[3], x->data, y->data, argmax ? (int32_t *)argmax->data : NULL);
     return 0;
 }
 
@@ -591,58 +592,41 @@ int rt_maxpool2d_bwd(int k, int s, const rt_tensor *argmax, const rt_tensor *dy,
                      ps_err *e)
 {
     const char *fn = "rt_maxpool2d_bwd";
-    int64_t oh, ow;
-    if (chk_f(fn, "dy", dy, e) || chk_like(fn, "dx", dx, dy, "dy", e) ||
-        pool_geo(fn, k, s, dx, &oh, &ow, e))
+    int64_t yd[4];
+    if (pool_chk_bwd(fn, k, s, dy, dx, yd, e) || chk_argmax(fn, argmax, dy, yd, e))
         return PS_EINPUT;
-    int64_t yd[4] = {dx->shape[0], dx->shape[1], oh, ow};
-    if (chk_dims(fn, "dy", dy, dx, "dx", 4, yd, e) || chk_t(fn, "argmax", argmax, e))
-        return PS_EINPUT;
-    if (argmax->dtype != RT_I32 || argmax->dev != dy->dev || !shape_is(argmax, 4, yd)) {
-        char b1[128], b2[64];
-        return ps_errf(e, PS_EINPUT, "%s: argmax: %s, expected %s i32 %s", fn,
-                       rt_tensor_desc(argmax, b1, sizeof b1), dims_str(4, yd, b2, sizeof b2),
-                       rt_dev_name(dy->dev));
-    }
     if (rt_on_cuda(dy))
         return RT_CUDA_CALL(maxpool2d_bwd, e, k, s, argmax, dy, dx, e);
     if (chk_argmax_range(fn, argmax, dx->shape[2] * dx->shape[3], e))
         return PS_EINPUT;
     CALL(maxpool_bwd, dy->dtype, dx->shape[0] * dx->shape[1], dx->shape[2], dx->shape[3], k, s,
-         oh, ow, argmax->data, dy->data, dx->data);
+         yd[2], yd[3], argmax->data, dy->data, dx->data);
     return 0;
 }
 
 int rt_avgpool2d_fwd(int k, int s, const rt_tensor *x, rt_tensor *y, ps_err *e)
 {
     const char *fn = "rt_avgpool2d_fwd";
-    int64_t oh, ow;
-    if (pool_geo(fn, k, s, x, &oh, &ow, e))
-        return PS_EINPUT;
-    int64_t yd[4] = {x->shape[0], x->shape[1], oh, ow};
-    if (chk_dims(fn, "y", y, x, "x", 4, yd, e))
+    int64_t yd[4];
+    if (pool_chk_fwd(fn, k, s, x, y, yd, e))
         return PS_EINPUT;
     if (rt_on_cuda(x))
         return RT_CUDA_CALL(avgpool2d_fwd, e, k, s, x, y, e);
-    CALL(avgpool_fwd, x->dtype, x->shape[0] * x->shape[1], x->shape[2], x->shape[3], k, s, oh, ow,
-         x->data, y->data);
+    CALL(avgpool_fwd, x->dtype, x->shape[0] * x->shape[1], x->shape[2], x->shape[3], k, s, yd[2],
+         yd[3], x->data, y->data);
     return 0;
 }
 
 int rt_avgpool2d_bwd(int k, int s, const rt_tensor *dy, rt_tensor *dx, ps_err *e)
 {
     const char *fn = "rt_avgpool2d_bwd";
-    int64_t oh, ow;
-    if (chk_f(fn, "dy", dy, e) || chk_like(fn, "dx", dx, dy, "dy", e) ||
-        pool_geo(fn, k, s, dx, &oh, &ow, e))
-        return PS_EINPUT;
-    int64_t yd[4] = {dx->shape[0], dx->shape[1], oh, ow};
-    if (chk_dims(fn, "dy", dy, dx, "dx", 4, yd, e))
+    int64_t yd[4];
+    if (pool_chk_bwd(fn, k, s, dy, dx, yd, e))
         return PS_EINPUT;
     if (rt_on_cuda(dy))
         return RT_CUDA_CALL(avgpool2d_bwd, e, k, s, dy, dx, e);
-    CALL(avgpool_bwd, dy->dtype, dx->shape[0] * dx->shape[1], dx->shape[2], dx->shape[3], k, s, oh,
-         ow, dy->data, dx->data);
+    CALL(avgpool_bwd, dy->dtype, dx->shape[0] * dx->shape[1], dx->shape[2], dx->shape[3], k, s,
+         yd[2], yd[3], dy->data, dx->data);
     return 0;
 }
 
@@ -730,6 +714,44 @@ static int bn_geo(const char *fn, const rt_bn *g, const rt_tensor *x, int64_t *n
     return 0;
 }
 
+/* The forward's parameters: gamma, beta, running_mean, running_var [c],
+ * each optional but the running statistics in eval mode. */
+static int chk_bn_params(const char *fn, const rt_bn *g, const rt_tensor *x, int64_t c,
+                         const rt_tensor *gamma, const rt_tensor *beta,
+                         const rt_tensor *running_mean, const rt_tensor *running_var, ps_err *e)
+{
+    if (!g->training && (!running_mean || !running_var))
+        return ps_errf(e, PS_EINPUT, "%s: running_mean / running_var are needed in eval mode",
+                       fn);
+    if ((gamma && chk_vec(fn, "gamma", gamma, x, "x", c, e)) ||
+        (beta && chk_vec(fn, "beta", beta, x, "x", c, e)) ||
+        (running_mean && chk_vec(fn, "running_mean", running_mean, x, "x", c, e)) ||
+        (running_var && chk_vec(fn, "running_var", running_var, x, "x", c, e)))
+        return PS_EINPUT;
+    return 0;
+}
+
+/* The backward's inputs: gamma [c] (optional), the forward's mean, rstd [c]. */
+static int chk_bn_saved(const char *fn, const rt_tensor *x, int64_t c, const rt_tensor *gamma,
+                        const rt_tensor *mean, const rt_tensor *rstd, ps_err *e)
+{
+    if ((gamma && chk_vec(fn, "gamma", gamma, x, "x", c, e)) ||
+        chk_vec(fn, "mean", mean, x, "x", c, e) || chk_vec(fn, "rstd", rstd, x, "x", c, e))
+        return PS_EINPUT;
+    return 0;
+}
+
+/* The backward's optional outputs: dx like x, dgamma, dbeta [c]. */
+static int chk_bn_grads(const char *fn, const rt_tensor *x, int64_t c, const rt_tensor *dx,
+                        const rt_tensor *dgamma, const rt_tensor *dbeta, ps_err *e)
+{
+    if ((dx && chk_same(fn, "dx", dx, x, "x", e)) ||
+        (dgamma && chk_vec(fn, "dgamma", dgamma, x, "x", c, e)) ||
+        (dbeta && chk_vec(fn, "dbeta", dbeta, x, "x", c, e)))
+        return PS_EINPUT;
+    return 0;
+}
+
 int rt_batchnorm_fwd(const rt_bn *g, const rt_tensor *x, const rt_tensor *gamma,
                      const rt_tensor *beta, rt_tensor *running_mean, rt_tensor *running_var,
                      rt_tensor *y, rt_tensor *mean, rt_tensor *rstd, ps_err *e)
@@ -738,13 +760,7 @@ int rt_batchnorm_fwd(const rt_bn *g, const rt_tensor *x, const rt_tensor *gamma,
     int64_t n, c, hw;
     if (bn_geo(fn, g, x, &n, &c, &hw, e))
         return PS_EINPUT;
-    if (!g->training && (!running_mean || !running_var))
-        return ps_errf(e, PS_EINPUT, "%s: running_mean / running_var are needed in eval mode",
-                       fn);
-    if ((gamma && chk_vec(fn, "gamma", gamma, x, "x", c, e)) ||
-        (beta && chk_vec(fn, "beta", beta, x, "x", c, e)) ||
-        (running_mean && chk_vec(fn, "running_mean", running_mean, x, "x", c, e)) ||
-        (running_var && chk_vec(fn, "running_var", running_var, x, "x", c, e)) ||
+    if (chk_bn_params(fn, g, x, c, gamma, beta, running_mean, running_var, e) ||
         chk_same(fn, "y", y, x, "x", e) || (mean && chk_vec(fn, "mean", mean, x, "x", c, e)) ||
         (rstd && chk_vec(fn, "rstd", rstd, x, "x", c, e)))
         return PS_EINPUT;
@@ -764,11 +780,8 @@ int rt_batchnorm_bwd(const rt_bn *g, const rt_tensor *x, const rt_tensor *gamma,
     int64_t n, c, hw;
     if (bn_geo(fn, g, x, &n, &c, &hw, e))
         return PS_EINPUT;
-    if ((gamma && chk_vec(fn, "gamma", gamma, x, "x", c, e)) ||
-        chk_vec(fn, "mean", mean, x, "x", c, e) || chk_vec(fn, "rstd", rstd, x, "x", c, e) ||
-        chk_same(fn, "dy", dy, x, "x", e) || (dx && chk_same(fn, "dx", dx, x, "x", e)) ||
-        (dgamma && chk_vec(fn, "dgamma", dgamma, x, "x", c, e)) ||
-        (dbeta && chk_vec(fn, "dbeta", dbeta, x, "x", c, e)))
+    if (chk_bn_saved(fn, x, c, gamma, mean, rstd, e) ||
+        chk_same(fn, "dy", dy, x, "x", e) || chk_bn_grads(fn, x, c, dx, dgamma, dbeta, e))
         return PS_EINPUT;
     if (rt_on_cuda(x))
         return RT_CUDA_CALL(batchnorm_bwd, e, g, x, gamma, mean, rstd, dy, dx, dgamma, dbeta, e);
@@ -784,21 +797,6 @@ int rt_bn_relu_maxpool_available(const rt_dev *d)
     return !d || d->kind != RT_CUDA || rt_cuda_backend.bn_relu_maxpool_fwd != NULL;
 }
 
-/* argmax: i32, y's shape yd, x's device. */
-static int chk_argmax(const char *fn, const rt_tensor *argmax, const rt_tensor *x,
-                      const int64_t *yd, ps_err *e)
-{
-    if (chk_t(fn, "argmax", argmax, e))
-        return PS_EINPUT;
-    if (argmax->dtype != RT_I32 || argmax->dev != x->dev || !shape_is(argmax, 4, yd)) {
-        char b1[128], b2[64];
-        return ps_errf(e, PS_EINPUT, "%s: argmax: %s, expected %s i32 %s", fn,
-                       rt_tensor_desc(argmax, b1, sizeof b1), dims_str(4, yd, b2, sizeof b2),
-                       rt_dev_name(x->dev));
-    }
-    return 0;
-}
-
 int rt_bn_relu_maxpool_fwd(const rt_bn *g, int k, int s, const rt_tensor *x,
                            const rt_tensor *gamma, const rt_tensor *beta,
                            rt_tensor *running_mean, rt_tensor *running_var, rt_tensor *y,
@@ -808,14 +806,8 @@ int rt_bn_relu_maxpool_fwd(const rt_bn *g, int k, int s, const rt_tensor *x,
     int64_t n, c, hw, oh, ow;
     if (bn_geo(fn, g, x, &n, &c, &hw, e) || pool_geo(fn, k, s, x, &oh, &ow, e))
         return PS_EINPUT;
-    if (!g->training && (!running_mean || !running_var))
-        return ps_errf(e, PS_EINPUT, "%s: running_mean / running_var are needed in eval mode",
-                       fn);
     int64_t yd[4] = {n, c, oh, ow};
-    if ((gamma && chk_vec(fn, "gamma", gamma, x, "x", c, e)) ||
-        (beta && chk_vec(fn, "beta", beta, x, "x", c, e)) ||
-        (running_mean && chk_vec(fn, "running_mean", running_mean, x, "x", c, e)) ||
-        (running_var && chk_vec(fn, "running_var", running_var, x, "x", c, e)) ||
+    if (chk_bn_params(fn, g, x, c, gamma, beta, running_mean, running_var, e) ||
         chk_dims(fn, "y", y, x, "x", 4, yd, e) || (argmax && chk_argmax(fn, argmax, x, yd, e)) ||
         (mean && chk_vec(fn, "mean", mean, x, "x", c, e)) ||
         (rstd && chk_vec(fn, "rstd", rstd, x, "x", c, e)))
@@ -842,12 +834,9 @@ int rt_bn_relu_maxpool_bwd(const rt_bn *g, int k, int s, const rt_tensor *x,
     if (bn_geo(fn, g, x, &n, &c, &hw, e) || pool_geo(fn, k, s, x, &oh, &ow, e))
         return PS_EINPUT;
     int64_t yd[4] = {n, c, oh, ow};
-    if ((gamma && chk_vec(fn, "gamma", gamma, x, "x", c, e)) ||
-        chk_vec(fn, "mean", mean, x, "x", c, e) || chk_vec(fn, "rstd", rstd, x, "x", c, e) ||
+    if (chk_bn_saved(fn, x, c, gamma, mean, rstd, e) ||
         chk_dims(fn, "y", y, x, "x", 4, yd, e) || chk_argmax(fn, argmax, x, yd, e) ||
-        chk_dims(fn, "dy", dy, x, "x", 4, yd, e) || (dx && chk_same(fn, "dx", dx, x, "x", e)) ||
-        (dgamma && chk_vec(fn, "dgamma", dgamma, x, "x", c, e)) ||
-        (dbeta && chk_vec(fn, "dbeta", dbeta, x, "x", c, e)))
+        chk_dims(fn, "dy", dy, x, "x", 4, yd, e) || chk_bn_grads(fn, x, c, dx, dgamma, dbeta, e))
         return PS_EINPUT;
     if (rt_on_cuda(x))
         return RT_CUDA_CALL(bn_relu_maxpool_bwd, e, g, k, s, x, gamma, mean, rstd, y, argmax, dy,
@@ -860,8 +849,7 @@ int rt_bn_relu_maxpool_bwd(const rt_bn *g, int k, int s, const rt_tensor *x,
                              g->training, x->data, dp(gamma), mean->data, rstd->data, y->data,
                              argmax->data, dy->data, dp(dx), dp(dgamma), dp(dbeta), t);
     if (bad >= 0)
-        return ps_errf(e, PS_EINPUT, "%s: argmax[%lld] = %d outside the %lld-pixel plane", fn,
-                       (long long)bad, ((const int32_t *)argmax->data)[bad], (long long)hw);
+        return bad_argmax(fn, argmax, bad, hw, e);
     return 0;
 }
 

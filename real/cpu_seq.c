@@ -14,6 +14,7 @@
 #include "kernels/cuda_ops.h"
 #include "real/backend.h"
 #include "real/rt.h"
+#include "real/rt_internal.h"
 
 /* ------------------------------------------------------------------ the template, twice */
 
@@ -21,39 +22,20 @@
 #define SFX(name) name##_f32
 #define GEMM ps_cpu_sgemm
 #define EXP expf
-#include "real/cpu_seq_impl.h"
-#undef T
-#undef SFX
-#undef GEMM
-#undef EXP
+#include "real/cpu_seq_impl.h" /* #undefs its parameters at the end */
 
 #define T double
 #define SFX(name) name##_f64
 #define GEMM ps_cpu_dgemm
 #define EXP exp
-#include "real/cpu_seq_impl.h"
-#undef T
-#undef SFX
-#undef GEMM
-#undef EXP
+#include "real/cpu_seq_impl.h" /* #undefs its parameters at the end */
 
 /* ------------------------------------------------------------------ validation */
-
-static const char *shape_str(const int64_t *shape, int ndim, char *buf, size_t n)
-{
-    size_t o = 0;
-    o += (size_t)snprintf(buf + o, n - o, "[");
-    for (int i = 0; i < ndim && o < n; i++)
-        o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (o < n)
-        snprintf(buf + o, n - o, "]");
-    return buf;
-}
 
 static const char *desc(const rt_tensor *t, char *buf, size_t n)
 {
     char s[96];
-    snprintf(buf, n, "%s %s %s", shape_str(t->shape, t->ndim, s, sizeof s),
+    snprintf(buf, n, "%s %s %s", dims_str(t->ndim, t->shape, s, sizeof s),
              rt_dtype_name(t->dtype), t->dev ? rt_dev_name(t->dev) : "?");
     return buf;
 }
@@ -93,7 +75,7 @@ static int need_shape(const char *fn, const char *name, const rt_tensor *t, int 
     if (!ok) {
         char b1[128], b2[96];
         return ps_errf(e, PS_EINPUT, "%s: %s: shape %s, expected %s", fn, name,
-                       desc(t, b1, sizeof b1), shape_str(shape, ndim, b2, sizeof b2));
+                       desc(t, b1, sizeof b1), dims_str(ndim, shape, b2, sizeof b2));
     }
     return 0;
 }
@@ -112,13 +94,6 @@ static int need_dtype(const char *fn, const char *name, const rt_tensor *t, rt_d
                        desc(t, b1, sizeof b1), rt_dev_name(dev));
     return 0;
 }
-
-#define TRY(x)                                                                                  \
-    do {                                                                                        \
-        int rc_ = (x);                                                                          \
-        if (rc_)                                                                                \
-            return rc_;                                                                         \
-    } while (0)
 
 /* ------------------------------------------------------------------ layer norm */
 

@@ -5,7 +5,8 @@
  *   GEMM       ps_cpu_sgemm / ps_cpu_dgemm
  *   EXP, SQRT  expf / exp, sqrtf / sqrt
  * Operands are validated by the public wrappers (shapes, dtypes, devices);
- * these functions only compute.  No include guard on purpose. */
+ * these functions only compute.  No include guard on purpose; the
+ * parameters are #undef'd at the end, ready for the next instantiation. */
 
 /* ------------------------------------------------------------------ layer norm */
 
@@ -187,3 +188,8 @@ static void SFX(attention_bwd)(int64_t bh, int64_t tq, int64_t cap, int64_t tkv,
             GEMM(1, 0, tkv, dh, tq, scale, ds, tkv, qb, dh, (T)0, dk + b * cap * dh, dh);
     }
 }
+
+#undef T
+#undef SFX
+#undef GEMM
+#undef EXP

@@ -8,13 +8,7 @@
 
 #include "common/util.h"
 #include "kernels/cpu_attention.h"
-
-#define TRY(x)                                                                                  \
-    do {                                                                                        \
-        int rc_ = (x);                                                                          \
-        if (rc_)                                                                                \
-            return rc_;                                                                         \
-    } while (0)
+#include "real/rt_internal.h"
 
 #define LN_EPS 1e-5
 

@@ -15,6 +15,7 @@
 
 #include "common/util.h"
 #include "real/backend.h"
+#include "real/rt_internal.h"
 
 #define RT_IO_VERSION 1u
 #define FNV_OFF 0xcbf29ce484222325ull
@@ -264,16 +265,6 @@ static int parse(rd *r, uint32_t *version, const char **meta, uint32_t *meta_len
     return 0;
 }
 
-static const char *shape_str(int ndim, const int64_t *s, char *buf, size_t n)
-{
-    size_t o = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < ndim && o < n; i++)
-        o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? "," : "", (long long)s[i]);
-    if (o < n)
-        snprintf(buf + o, n - o, "]");
-    return buf;
-}
-
 int rt_load(const char *path, rt_param *ps, int n, char **meta_out, ps_err *e)
 {
     if (meta_out)
@@ -352,8 +343,8 @@ int rt_load(const char *path, rt_param *ps, int n, char **meta_out, ps_err *e)
         } else if ((int)q->ndim != p->w.ndim ||
                    memcmp(q->shape, p->w.shape, q->ndim * sizeof(int64_t))) {
             rc = ps_errf(e, PS_EINPUT, "%s: param %s: shape %s in file, %s expected", path,
-                         p->name, shape_str((int)q->ndim, q->shape, b1, sizeof b1),
-                         shape_str(p->w.ndim, p->w.shape, b2, sizeof b2));
+                         p->name, dims_str_sep((int)q->ndim, q->shape, ",", b1, sizeof b1),
+                         dims_str_sep(p->w.ndim, p->w.shape, ",", b2, sizeof b2));
         } else if (q->dtype != RT_F32 && q->dtype != RT_F64) {
             rc = ps_errf(e, PS_EINPUT, "%s: param %s: dtype %s in file (f32 or f64 expected)",
                          path, p->name, rt_dtype_name((rt_dtype)q->dtype));

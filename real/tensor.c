@@ -13,6 +13,7 @@
 
 #include "kernels/cuda_ops.h"
 #include "real/backend.h"
+#include "real/rt_internal.h"
 
 /* ------------------------------------------------------------------ devices */
 
@@ -215,18 +216,10 @@ void rt_tensor_free(rt_tensor *t)
     memset(t, 0, sizeof *t);
 }
 
-static int check_tensor(const char *fn, const char *name, const rt_tensor *t, ps_err *e)
-{
-    if (!t || !t->data || t->ndim < 1 || t->ndim > RT_MAXDIM ||
-        (unsigned)t->dtype >= RT_DTYPE_COUNT)
-        return ps_errf(e, PS_EINPUT, "%s: %s: no tensor (NULL or unallocated)", fn, name);
-    return 0;
-}
-
 int rt_tensor_reshape(rt_tensor *view, const rt_tensor *t, int ndim, const int64_t *shape,
                       ps_err *e)
 {
-    if (!view || check_tensor("rt_tensor_reshape", "t", t, e))
+    if (!view || chk_t("rt_tensor_reshape", "t", t, e))
         return ps_errf(e, PS_EINPUT, "rt_tensor_reshape: no tensor");
     int64_t numel;
     if (check_shape("rt_tensor_reshape", ndim, shape, &numel, e))
@@ -248,7 +241,7 @@ int rt_tensor_reshape(rt_tensor *view, const rt_tensor *t, int ndim, const int64
 
 int rt_tensor_rows(rt_tensor *view, const rt_tensor *t, int64_t r0, int64_t rows, ps_err *e)
 {
-    if (!view || check_tensor("rt_tensor_rows", "t", t, e))
+    if (!view || chk_t("rt_tensor_rows", "t", t, e))
         return ps_errf(e, PS_EINPUT, "rt_tensor_rows: no tensor");
     if (r0 < 0 || rows < 1 || r0 + rows > t->shape[0]) {
         char b[128];
@@ -272,7 +265,7 @@ static int on_cuda(const rt_tensor *t)
 
 int rt_tensor_from_host(rt_tensor *t, const void *src, ps_err *e)
 {
-    if (check_tensor("rt_tensor_from_host", "t", t, e))
+    if (chk_t("rt_tensor_from_host", "t", t, e))
         return PS_EINPUT;
     if (!src)
         return ps_errf(e, PS_EINPUT, "rt_tensor_from_host: src is NULL");
@@ -291,7 +284,7 @@ int rt_tensor_from_host(rt_tensor *t, const void *src, ps_err *e)
 
 int rt_tensor_to_host(const rt_tensor *t, void *dst, ps_err *e)
 {
-    if (check_tensor("rt_tensor_to_host", "t", t, e))
+    if (chk_t("rt_tensor_to_host", "t", t, e))
         return PS_EINPUT;
     if (!dst)
         return ps_errf(e, PS_EINPUT, "rt_tensor_to_host: dst is NULL");
@@ -329,7 +322,7 @@ static int shape_err(const char *fn, const char *name, const rt_tensor *t, const
 int rt_tensor_copy(rt_tensor *dst, const rt_tensor *src, ps_err *e)
 {
     const char *fn = "rt_tensor_copy";
-    if (check_tensor(fn, "dst", dst, e) || check_tensor(fn, "src", src, e))
+    if (chk_t(fn, "dst", dst, e) || chk_t(fn, "src", src, e))
         return PS_EINPUT;
     if (dst->dtype != src->dtype || dst->numel != src->numel || !same_shape(dst, src))
         return shape_err(fn, "dst", dst, src, "src", e);
@@ -349,7 +342,7 @@ int rt_tensor_copy(rt_tensor *dst, const rt_tensor *src, ps_err *e)
 
 int rt_tensor_zero(rt_tensor *t, ps_err *e)
 {
-    if (check_tensor("rt_tensor_zero", "t", t, e))
+    if (chk_t("rt_tensor_zero", "t", t, e))
         return PS_EINPUT;
     if (!on_cuda(t)) {
         memset(t->data, 0, rt_tensor_bytes(t));
@@ -405,7 +398,7 @@ static int upload_fill(rt_tensor *t, const char *fn, double v, ps_err *e)
 int rt_tensor_fill(rt_tensor *t, double value, ps_err *e)
 {
     const char *fn = "rt_tensor_fill";
-    if (check_tensor(fn, "t", t, e))
+    if (chk_t(fn, "t", t, e))
         return PS_EINPUT;
     if (!on_cuda(t)) {
         host_fill(t->data, t->dtype, t->numel, value);
@@ -484,7 +477,7 @@ double rt_rng_normal(rt_rng *r)
 static int init_common(rt_tensor *t, rt_rng *r, const char *fn, int normal, double a, double b,
                        ps_err *e)
 {
-    if (check_tensor(fn, "t", t, e))
+    if (chk_t(fn, "t", t, e))
         return PS_EINPUT;
     if (!r)
         return ps_errf(e, PS_EINPUT, "%s: rng is NULL", fn);
@@ -536,7 +529,7 @@ int rt_init_fan_in(rt_tensor *t, rt_rng *r, int64_t fan_in, ps_err *e)
 /* Operand checks shared by the helpers: a float tensor on the device of `ref`. */
 static int check_float(const char *fn, const char *name, const rt_tensor *t, ps_err *e)
 {
-    if (check_tensor(fn, name, t, e))
+    if (chk_t(fn, name, t, e))
         return PS_EINPUT;
     if (t->dtype != RT_F32 && t->dtype != RT_F64)
         return ps_errf(e, PS_EINPUT, "%s: %s: dtype %s (f32 or f64 expected)", fn, name,
@@ -547,24 +540,10 @@ static int check_float(const char *fn, const char *name, const rt_tensor *t, ps_
     return 0;
 }
 
-static int check_like(const char *fn, const char *name, const rt_tensor *t, const rt_tensor *ref,
-                      const char *refname, ps_err *e)
-{
-    if (check_tensor(fn, name, t, e))
-        return PS_EINPUT;
-    if (t->dtype != ref->dtype || t->dev != ref->dev) {
-        char b1[128], b2[128];
-        return ps_errf(e, PS_EINPUT, "%s: %s: %s differs in dtype or device from %s %s", fn,
-                       name, rt_tensor_desc(t, b1, sizeof b1), refname,
-                       rt_tensor_desc(ref, b2, sizeof b2));
-    }
-    return 0;
-}
-
 static int check_same(const char *fn, const char *name, const rt_tensor *t, const rt_tensor *ref,
                       const char *refname, ps_err *e)
 {
-    if (check_like(fn, name, t, ref, refname, e))
+    if (chk_like(fn, name, t, ref, refname, e))
         return PS_EINPUT;
     if (!same_shape(t, ref))
         return shape_err(fn, name, t, ref, refname, e);
@@ -662,7 +641,7 @@ int rt_sum(const rt_tensor *x, double *out, ps_err *e)
 static int check_cols(const char *fn, const char *pname, const rt_tensor *const *ps, int n,
                       const rt_tensor *y, const char *yname, ps_err *e)
 {
-    if (check_tensor(fn, yname, y, e))
+    if (chk_t(fn, yname, y, e))
         return PS_EINPUT;
     if (y->ndim != 2) {
         char b[128];
@@ -675,7 +654,7 @@ static int check_cols(const char *fn, const char *pname, const rt_tensor *const 
     for (int i = 0; i < n; i++) {
         char nm[32];
         snprintf(nm, sizeof nm, "%s[%d]", pname, i);
-        if (check_like(fn, nm, ps[i], y, yname, e))
+        if (chk_like(fn, nm, ps[i], y, yname, e))
             return PS_EINPUT;
         if (ps[i]->ndim != 2 || ps[i]->shape[0] != y->shape[0]) {
             char b1[128], b2[128];
@@ -735,7 +714,7 @@ int rt_split_cols(const rt_tensor *dy, rt_tensor *const *dxs, int n, ps_err *e)
 /* [B, A1, A2, D] -> [B, A2, A1, D]: swap the two middle dims. */
 static int swap_mid(const char *fn, const rt_tensor *x, rt_tensor *y, ps_err *e)
 {
-    if (check_tensor(fn, "x", x, e) || check_like(fn, "y", y, x, "x", e))
+    if (chk_t(fn, "x", x, e) || chk_like(fn, "y", y, x, "x", e))
         return PS_EINPUT;
     char b1[128], b2[128];
     if (x->ndim != 4)

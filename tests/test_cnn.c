@@ -25,13 +25,7 @@
 #include "real/data_fmnist.h"
 #include "real/train.h"
 
-#define OK(call)                                                                                  \
-    do {                                                                                          \
-        ps_err e_ = {0};                                                                          \
-        if ((call) != 0)                                                                          \
-            fail_msg("%s: %s", #call, e_.msg);                                                    \
-    } while (0)
-#define E (&e_)
+#include "tests/rt_testutil.h"
 
 static cnn_config tiny(int bn, int hidden)
 {

@@ -23,13 +23,7 @@
 #include "real/data_text.h"
 #include "real/gpt.h"
 
-#define OK(call)                                                                                  \
-    do {                                                                                          \
-        ps_err e_ = {0};                                                                          \
-        if ((call) != 0)                                                                          \
-            fail_msg("%s: %s", #call, e_.msg);                                                   \
-    } while (0)
-/* Calls in OK() name their ps_err `&e_`. */
+#include "tests/rt_testutil.h"
 
 /* Parameters away from GPT-2's tiny initialisation, so that every path
  * (attention patterns, layer-norm gains, biases) matters. */
@@ -166,17 +160,24 @@ static float *full_logits(gpt *m, const int32_t *tok, int64_t T, const int32_t *
     return out;
 }
 
+/* The KV-cache tests' model: tiny, f32, ctx 24, built from seed and
+ * randomized from seed + 1; r seeded with seed + 2 for the tokens. */
+static void kv_model(gpt *m, rt_rng *r, uint64_t seed)
+{
+    gpt_config c = gpt_config_tiny();
+    c.ctx = 24;
+    OK(gpt_init(m, &c, rt_cpu(), RT_F32, seed, &e_));
+    randomize(m, seed + 1);
+    rt_rng_seed(r, seed + 2);
+}
+
 static void test_kv_decode(void **st)
 {
     (void)st;
-    gpt_config c = gpt_config_tiny();
-    c.ctx = 24;
-    const int64_t V = c.vocab;
     gpt m;
-    OK(gpt_init(&m, &c, rt_cpu(), RT_F32, 11, &e_));
-    randomize(&m, 12);
     rt_rng r;
-    rt_rng_seed(&r, 13);
+    kv_model(&m, &r, 11);
+    const int64_t V = m.cfg.vocab;
     enum { T = 12 };
     int32_t tok[T];
     for (int i = 0; i < T; i++)
@@ -213,14 +214,10 @@ static void test_kv_decode(void **st)
 static void test_kv_tree(void **st)
 {
     (void)st;
-    gpt_config c = gpt_config_tiny();
-    c.ctx = 24;
-    const int64_t V = c.vocab;
     gpt m;
-    OK(gpt_init(&m, &c, rt_cpu(), RT_F32, 21, &e_));
-    randomize(&m, 22);
     rt_rng r;
-    rt_rng_seed(&r, 23);
+    kv_model(&m, &r, 21);
+    const int64_t V = m.cfg.vocab;
     enum { P = 5, N = 8 };
     /* two roots (0 and 3); leaves 4, 6, 7 */
     const int32_t par[N] = {-1, 0, 0, -1, 1, 2, 5, 3};

@@ -26,32 +26,12 @@
 #include "kernels/cuda_dnn.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/gpu.h"
+#include "tests/gpu_testutil.h"
 
 static ps_cuda_ctx *C; /* NULL without a usable GPU */
-static char no_gpu[512];
-static uint64_t seed0, nseed;
 
-static uint64_t seed(void)
-{
-    return seed0 + 0x9E3779B97F4A7C15ull * ++nseed;
-}
+#define NEED_GPU() GPU_NEED(C)
 
-#define NEED_GPU()                                                                                \
-    do {                                                                                          \
-        if (!C) {                                                                                 \
-            print_message("no usable GPU (%s): skipping\n", no_gpu);                              \
-            skip();                                                                               \
-        }                                                                                         \
-    } while (0)
-
-#define OK(call)                                                                                  \
-    do {                                                                                          \
-        ps_err e_ = {0};                                                                          \
-        (void)e_;                                                                                 \
-        if ((call) != 0)                                                                          \
-            fail_msg("%s: %s (seed %llu)", #call, e_.msg, (unsigned long long)seed0);           \
-    } while (0)
-/* Calls in OK() name their ps_err `&e_`. */
 
 static void *dev_alloc(size_t bytes)
 {
@@ -814,10 +794,7 @@ static void test_conv2d(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    seed0 = (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid();
-    if (getenv("PLANSIM_TEST_SEED"))
-        seed0 = strtoull(getenv("PLANSIM_TEST_SEED"), NULL, 0);
-    if (ps_gpu_count(no_gpu, sizeof no_gpu) <= 0)
+    if (!gpu_setup_seed())
         return 0;
     ps_err e = {0};
     C = ps_cuda_ctx_new(0, &e);
@@ -825,8 +802,7 @@ static int group_setup(void **state)
         snprintf(no_gpu, sizeof no_gpu, "context: %s", e.msg);
         return 0;
     }
-    print_message("fresh inputs: seed %llu (PLANSIM_TEST_SEED=%llu repeats this run)\n",
-                  (unsigned long long)seed0, (unsigned long long)seed0);
+    gpu_setup_announce();
     return 0;
 }
 

@@ -15,14 +15,7 @@
 
 #include "real/rt.h"
 
-#define OK(call)                                                                                  \
-    do {                                                                                          \
-        ps_err e_ = {0};                                                                          \
-        int rc_ = (call);                                                                         \
-        if (rc_)                                                                                  \
-            fail_msg("%s failed (%d): %s", #call, rc_, e_.msg);                                   \
-    } while (0)
-#define E (&e_)
+#include "tests/rt_testutil.h"
 
 static rt_rng g_rng;
 
@@ -248,9 +241,7 @@ static void test_concat_split(void **state)
     const rt_tensor *xb[3] = {&x0, &bad, &x2};
     assert_int_equal(rt_concat_cols(xb, 3, &y, &e), PS_EINPUT);
     assert_non_null(strstr(e.msg, "xs[1]"));
-    rt_tensor *all[] = {&x0, &x1, &x2, &y, &r, &d0, &d1, &d2, &bad};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&x0, &x1, &x2, &y, &r, &d0, &d1, &d2, &bad);
 }
 
 static void test_heads(void **state)
@@ -279,9 +270,7 @@ static void test_heads(void **state)
     ps_err e = {0};
     assert_int_equal(rt_split_heads(&x, &back, &e), PS_EINPUT);
     assert_non_null(strstr(e.msg, "rt_split_heads: y:"));
-    rt_tensor *all[] = {&x, &y, &z, &m, &back};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&x, &y, &z, &m, &back);
 }
 
 static void test_params(void **state)

@@ -29,32 +29,14 @@
 #include "kernels/gpu.h"
 #include "real/backend.h"
 #include "real/rt.h"
+#include "tests/gpu_testutil.h"
 
 static rt_dev *G; /* NULL without a usable GPU */
-static char no_gpu[512];
-static uint64_t seed0, nseed;
 
 #define TOL 1e-4
 
-static uint64_t seed(void)
-{
-    return seed0 + 0x9E3779B97F4A7C15ull * ++nseed;
-}
+#define NEED_GPU() GPU_NEED(G)
 
-#define NEED_GPU()                                                                                \
-    do {                                                                                          \
-        if (!G) {                                                                                 \
-            print_message("no usable GPU (%s): skipping\n", no_gpu);                              \
-            skip();                                                                               \
-        }                                                                                         \
-    } while (0)
-
-#define OK(call)                                                                                  \
-    do {                                                                                          \
-        ps_err e_ = {0};                                                                          \
-        if ((call) != 0)                                                                          \
-            fail_msg("%s: %s (seed %llu)", #call, e_.msg, (unsigned long long)seed0);           \
-    } while (0)
 #define E (&e_)
 
 #define SH(...) ((const int64_t[]){__VA_ARGS__})
@@ -877,10 +859,7 @@ static void test_mlp_end_to_end(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    seed0 = (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid();
-    if (getenv("PLANSIM_TEST_SEED"))
-        seed0 = strtoull(getenv("PLANSIM_TEST_SEED"), NULL, 0);
-    if (ps_gpu_count(no_gpu, sizeof no_gpu) <= 0)
+    if (!gpu_setup_seed())
         return 0;
     ps_err e = {0};
     G = rt_cuda_new(0, &e);
@@ -888,8 +867,7 @@ static int group_setup(void **state)
         snprintf(no_gpu, sizeof no_gpu, "rt_cuda_new: %s", e.msg);
         return 0;
     }
-    print_message("fresh inputs: seed %llu (PLANSIM_TEST_SEED=%llu repeats this run)\n",
-                  (unsigned long long)seed0, (unsigned long long)seed0);
+    gpu_setup_announce();
     return 0;
 }
 

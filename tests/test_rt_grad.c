@@ -20,16 +20,7 @@
 
 static rt_rng g_rng;
 
-#define OK(call)                                                                                  \
-    do {                                                                                          \
-        ps_err e_ = {0};                                                                          \
-        int rc_ = (call);                                                                         \
-        if (rc_)                                                                                  \
-            fail_msg("%s failed (%d): %s", #call, rc_, e_.msg);                                   \
-    } while (0)
-
-/* The shorthand above declares its own ps_err named e_; calls pass &e_. */
-#define E (&e_)
+#include "tests/rt_testutil.h"
 
 static rt_tensor mk(rt_dtype dt, int ndim, int64_t a, int64_t b, int64_t c, int64_t d)
 {
@@ -153,9 +144,7 @@ static void test_linear(void **state)
     /* NULL gradients are skipped; no bias */
     OK(rt_linear_bwd(&c.x, &c.w, &c.R, NULL, NULL, NULL, E));
     OK(rt_linear_fwd(&c.x, &c.w, NULL, &c.y, E));
-    rt_tensor *all[] = {&c.x, &c.w, &c.b, &c.y, &c.R, &dx, &dw, &db, &dw1, &dx1};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&c.x, &c.w, &c.b, &c.y, &c.R, &dx, &dw, &db, &dw1, &dx1);
 }
 
 /* ------------------------------------------------------------------ conv2d */
@@ -231,9 +220,7 @@ static void conv_case(int stride, int pad, int64_t N, int64_t C, int64_t H, int6
     OK(rt_scale(&db1, 2, E));
     assert_true(rel(rt_f64(&dw), rt_f64(&dw1), dw.numel) < 1e-13);
     assert_true(rel(rt_f64(&db), rt_f64(&db1), db.numel) < 1e-13);
-    rt_tensor *all[] = {&c.x, &c.w, &c.b, &c.y, &c.R, &dx, &dw, &db, &dw1, &db1};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&c.x, &c.w, &c.b, &c.y, &c.R, &dx, &dw, &db, &dw1, &db1);
 }
 
 static void test_conv2d(void **state)
@@ -302,9 +289,7 @@ static void convt_case(int stride, int pad, int out_pad, int64_t N, int64_t C, i
     OK(rt_convt2d_bwd(&c.g, &c.x, &c.w, &c.R, NULL, &dw, NULL, E));
     OK(rt_scale(&dw1, 2, E));
     assert_true(rel(rt_f64(&dw), rt_f64(&dw1), dw.numel) < 1e-13);
-    rt_tensor *all[] = {&c.x, &c.w, &c.b, &c.y, &c.R, &dx, &dw, &db, &z, &cz, &y0, &dw1};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&c.x, &c.w, &c.b, &c.y, &c.R, &dx, &dw, &db, &z, &cz, &y0, &dw1);
 }
 
 static void test_convt2d(void **state)
@@ -366,9 +351,7 @@ static void pool_case(int max, int k, int s, int64_t N, int64_t C, int64_t H, in
     else
         OK(rt_avgpool2d_bwd(k, s, &c.R, &dx, E));
     fd_check(max ? "maxpool dx" : "avgpool dx", pool_loss, &c, &c.x, &dx, 1e-6);
-    rt_tensor *all[] = {&c.x, &c.y, &c.am, &c.R, &dx};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&c.x, &c.y, &c.am, &c.R, &dx);
 }
 
 static void test_pool(void **state)
@@ -444,9 +427,7 @@ static void test_act(void **state)
         OK(rt_act_bwd(c.a, c.alpha, &c.x, &c.y, &dd, &dd, E));
         assert_true(rel(rt_f64(&dd), rt_f64(&dx), dx.numel) < 1e-15);
         assert_int_equal(rt_act_parse(rt_act_name(c.a)), a);
-        rt_tensor *all[] = {&c.x, &c.y, &c.R, &dx, &dd};
-        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-            rt_tensor_free(all[i]);
+        FREE_TENSORS(&c.x, &c.y, &c.R, &dx, &dd);
     }
     assert_int_equal(rt_act_parse("swish"), -1);
 }
@@ -534,10 +515,8 @@ static void bn_case(int training, int ndim, int64_t N, int64_t C, int64_t H, int
     assert_true(rel(rt_f64(&dx), rt_f64(&dx1), dx.numel) < 1e-14);
     rt_tensor_free(&dg1);
     rt_tensor_free(&dx1);
-    rt_tensor *all[] = {&c.x, &c.gamma, &c.beta, &c.rm, &c.rv, &c.y, &c.mean, &c.rstd, &c.R,
-                        &dx,  &dg,      &db};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&c.x, &c.gamma, &c.beta, &c.rm, &c.rv, &c.y, &c.mean, &c.rstd, &c.R, &dx, &dg,
+                 &db);
 }
 
 static void test_batchnorm(void **state)
@@ -617,9 +596,7 @@ static void test_losses(void **state)
     for (int i = 0; i < 12; i++)
         assert_true(fabs(rt_f64(&da)[i] - 3.0 * 2 * (rt_f64(&a)[i] - rt_f64(&t)[i]) / 12) <
                     1e-15);
-    rt_tensor *all[] = {&c.x, &c.lab, &c.probs, &sm, &dl, &dl2, &a, &t, &da};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&c.x, &c.lab, &c.probs, &sm, &dl, &dl2, &a, &t, &da);
 }
 
 /* ------------------------------------------------------------------ f32 vs f64 */
@@ -694,11 +671,8 @@ static void test_f32_f64(void **state)
     OK(rt_linear_fwd(&yv, &lw, NULL, &o, E));
     OK(rt_linear_fwd(&yv32, &lw32, NULL, &o32, E));
     assert_true(rel32(&o32, &o) < 1e-5);
-    rt_tensor *all[] = {&x,  &w,   &b,    &y,    &x32, &w32, &b32, &y32, &dx,  &dw,
-                        &dx32, &dw32, &z, &z32, &mu,  &rs,  &mu32, &rs32, &wt, &wt32,
-                        &u,  &u32, &lw,  &lw32, &o, &o32};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&x, &w, &b, &y, &x32, &w32, &b32, &y32, &dx, &dw, &dx32, &dw32, &z, &z32, &mu, &rs,
+                 &mu32, &rs32, &wt, &wt32, &u, &u32, &lw, &lw32, &o, &o32);
 }
 
 /* The f32 instantiation uses its own vectorizable exp, erf and tanh:
@@ -755,9 +729,7 @@ static void test_f32_math(void **state)
             ep = fmax(ep, fabs(rt_f32(&p32)[i] - rt_f64(&p)[i]) / rt_f64(&p)[i]);
     if (!(ep <= 1e-6))
         fail_msg("f32 softmax: relative error %.3g > 1e-6", ep);
-    rt_tensor *all[] = {&x, &y, &d, &dx, &x32, &y32, &d32, &dx32, &p, &p32, &lab};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&x, &y, &d, &dx, &x32, &y32, &d32, &dx32, &p, &p32, &lab);
 }
 
 /* ------------------------------------------------------------------ optimizers */
@@ -1049,11 +1021,8 @@ static void bnrp_case(rt_dtype dt, int training, int k, int s, int64_t N, int64_
     OK(rt_scale(&db2, 2, E));
     assert_true(rel_t(&dg, &dg2) <= btol);
     assert_true(rel_t(&db, &db2) <= btol);
-    rt_tensor *all[] = {&c.x, &c.gamma, &c.beta, &c.rm, &c.rv, &c.y, &c.am, &c.mean,
-                        &c.rstd, &c.R, &rm2, &rv2, &z, &a, &y2, &am2, &mean2, &rstd2,
-                        &dx, &dg, &db, &da, &dx2, &dg2, &db2};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&c.x, &c.gamma, &c.beta, &c.rm, &c.rv, &c.y, &c.am, &c.mean, &c.rstd, &c.R, &rm2,
+                 &rv2, &z, &a, &y2, &am2, &mean2, &rstd2, &dx, &dg, &db, &da, &dx2, &dg2, &db2);
 }
 
 static void test_bn_relu_maxpool(void **state)
@@ -1104,9 +1073,7 @@ static void test_bn_relu_maxpool(void **state)
         rt_bn_relu_maxpool_fwd(&ge, 2, 2, &x, NULL, NULL, NULL, NULL, &y, &am, NULL, NULL, &e),
         PS_EINPUT);
     assert_non_null(strstr(e.msg, "running_mean"));
-    rt_tensor *all[] = {&x, &y, &am, &ybad, &am64, &mu, &rs, &dx};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&x, &y, &am, &ybad, &am64, &mu, &rs, &dx);
 }
 
 /* ------------------------------------------------------------------ shape errors */
@@ -1140,9 +1107,7 @@ static void test_shape_errors(void **state)
     rt_convt gt = {2, 0, 2};
     assert_int_equal(rt_convt2d_fwd(&gt, &xi, &wc2, NULL, &yc, &e), PS_EINPUT);
     assert_non_null(strstr(e.msg, "out_pad"));
-    rt_tensor *all[] = {&x, &w, &y, &b, &x64, &xi, &wc, &yc, &wc2, &dyc};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&x, &w, &y, &b, &x64, &xi, &wc, &yc, &wc2, &dyc);
 }
 
 int main(void)

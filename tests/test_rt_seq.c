@@ -17,13 +17,7 @@
 #include "kernels/cpu_attention.h"
 #include "real/rt.h"
 
-#define OK(call)                                                                                  \
-    do {                                                                                          \
-        ps_err e_ = {0};                                                                          \
-        if ((call) != 0)                                                                          \
-            fail_msg("%s: %s", #call, e_.msg);                                                   \
-    } while (0)
-/* Calls in OK() name their ps_err `&e_`. */
+#include "tests/rt_testutil.h"
 
 static rt_rng R;
 
@@ -147,10 +141,7 @@ static void test_layernorm_grad(void **st)
     assert_non_null(strstr(e.msg, "gamma"));
     assert_int_equal(rt_layernorm_fwd(&x, &g, &b, 1e-5, &y, &mean, &x32, &e), PS_EINPUT);
     assert_non_null(strstr(e.msg, "rstd"));
-    rt_tensor *all[] = {&x, &g, &b, &y, &w, &mean, &rstd, &dx, &dg, &db, &x32, &g32, &b32, &y32,
-                        &bad};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&x, &g, &b, &y, &w, &mean, &rstd, &dx, &dg, &db, &x32, &g32, &b32, &y32, &bad);
 }
 
 /* ------------------------------------------------------------------ embedding */
@@ -284,9 +275,7 @@ static void att_gradcheck(const att_case *c)
             snprintf(what, sizeof what, "%s %s", c->name, names[t]);
             near(*g, (lp - lm) / (2 * FD_H), FD_TOL, what, i);
         }
-    rt_tensor *all[] = {&q, &k, &v, &o, &w, &att, &dq, &dk, &dv, &m};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&q, &k, &v, &o, &w, &att, &dq, &dk, &dv, &m);
 }
 
 /* A random token tree of n nodes after a prefix: mask [n, prefix + n]. */
@@ -361,9 +350,7 @@ static void test_attention_vs_kernel(void **st)
                          sqrt(num / den));
         }
         free(ref);
-        rt_tensor *all[] = {&q, &k, &v, &o, &att, &m};
-        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-            rt_tensor_free(all[i]);
+        FREE_TENSORS(&q, &k, &v, &o, &att, &m);
     }
     free(parent);
     free(mask);
@@ -391,9 +378,7 @@ static void test_attention_errors(void **st)
     assert_non_null(strstr(e.msg, "o:"));
     assert_int_equal(rt_attention_bwd(&q, &k, &v, 4, &att, &o, &q, &k, &o, &e), PS_EINPUT);
     assert_non_null(strstr(e.msg, "dv"));
-    rt_tensor *all[] = {&q, &k, &v, &o, &att, &m};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        rt_tensor_free(all[i]);
+    FREE_TENSORS(&q, &k, &v, &o, &att, &m);
 }
 
 /* ------------------------------------------------------------------ KV cache */
