@@ -33,7 +33,8 @@ static void replay_help(void)
         "  --max-seconds S   refuse plans predicted to take longer (default 120)\n"
         "  --lr LR           SGD step (default 0.03; the gradient norm is clipped to 1)\n"
         "  --seed S          weights, synthetic inputs and targets (default 1)\n"
-        "  --device cuda     not implemented yet\n"
+        "  --device cuda     one CUDA stream per worker (default: one per plan device; GPU w\n"
+        "                    mod GPUs), CUDA events between streams and for the timings\n"
         "\n"
         "JSON: measured_iteration_s, predicted_iteration_s, rel_err, throughput_measured,\n"
         "throughput_predicted, device, workers, stages, loss_first, loss_last, per-stage busy.\n");

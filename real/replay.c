@@ -1,5 +1,6 @@
 /* Pipeline replay on the CPU: see real/replay.h and docs/replay.md. */
 #include "real/replay.h"
+#include "real/replay_impl.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -41,44 +42,6 @@ static int pin_core(int core)
 
 /* ------------------------------------------------------------ the model */
 
-enum { PT_GEMM = 1, PT_ACT, PT_COPY };
-enum { A_IDENT = 0, A_RELU, A_GELU, A_TANH, A_SIGMOID };
-enum { OC_INPUT = 1, OC_COMPUTE, OC_CONCAT };
-
-typedef struct rpart {
-    int type, act;
-    int64_t m, n, k;          /* gemm, per sample m */
-    int64_t in_len, out_len;  /* per sample, floats */
-    float *w, *dw;            /* gemm: [k, n] */
-} rpart;
-
-typedef struct rop {
-    const pp_model_op *mo;
-    int idx, stage, cls;
-    int nparts;
-    rpart *parts;
-    int64_t in_len, out_len;  /* per sample */
-    int b, nmb;               /* the stage's micro-batch and count */
-    int direct;               /* reads its single same-stage producer's output in place */
-    int needs_din;            /* some producer takes a gradient */
-    int sink;
-    int64_t *col_off;         /* concat: column offset of input i */
-    float **in;               /* [nmb] gathered input (b x in_len), NULL when direct/input */
-    float ***po;              /* [nmb][nparts] part outputs */
-    float ***dpo;             /* [nmb][nparts] gradients of part outputs */
-    float **din;              /* [nmb] gradient of the gathered input (concat: = dout) */
-    float *data, *target;     /* input data / sink target [minibatch x out_len] */
-    double *loss_mb;          /* sink: [nmb] */
-} rop;
-
-typedef struct rmodel {
-    const pp_model *m;
-    const pp_plan *p;
-    int nops, minibatch, zb;
-    rop *ops;                 /* [nops] by model index */
-    double lr;
-    size_t bytes;             /* buffers allocated */
-} rmodel;
 
 static int act_of(const char *variant, int *act)
 {
@@ -677,12 +640,6 @@ static float *copy_weights(const rmodel *rm, size_t *n)
 
 /* ------------------------------------------------------------ options */
 
-typedef struct ropts {
-    int iterations, warmup, workers, reps, no_pin, quiet, keep, corun;
-    double max_s, lr;
-    unsigned long seed;
-    const char *db_path, *db_out;
-} ropts;
 
 static int resolve_opts(const ps_replay_opts *o, ropts *r, ps_err *e)
 {
@@ -690,10 +647,8 @@ static int resolve_opts(const ps_replay_opts *o, ropts *r, ps_err *e)
     if (!o)
         o = &z;
     if (o->device && strcmp(o->device, "cpu") != 0) {
-        if (strcmp(o->device, "cuda") == 0)
-            return ps_errf(e, PS_EINPUT, "replay: --device cuda is not implemented yet (the "
-                           "CPU replay is; see docs/replay.md)");
-        return ps_errf(e, PS_EINPUT, "replay: --device %s; expected cpu or cuda", o->device);
+        if (strcmp(o->device, "cuda") != 0)
+            return ps_errf(e, PS_EINPUT, "replay: --device %s; expected cpu or cuda", o->device);
     }
     r->iterations = o->iterations > 0 ? o->iterations : 5;
     r->warmup = o->warmup_set ? (o->warmup > 0 ? o->warmup : 0) : (o->warmup > 0 ? o->warmup : 2);
@@ -710,6 +665,7 @@ static int resolve_opts(const ps_replay_opts *o, ropts *r, ps_err *e)
     if (getenv("PLANSIM_REPLAY_CORUN"))
         r->corun = atoi(getenv("PLANSIM_REPLAY_CORUN"));
     r->db_out = o->db_out;
+    r->cuda = o->device && strcmp(o->device, "cuda") == 0;
     if (r->workers < 0)
         return ps_errf(e, PS_EINPUT, "replay: --workers %d; need >= 0", r->workers);
     return 0;
@@ -717,19 +673,6 @@ static int resolve_opts(const ps_replay_opts *o, ropts *r, ps_err *e)
 
 /* ------------------------------------------------------------ tasks */
 
-typedef struct rtask {
-    int worker, stage, kind, mb, seq;
-    double ps, pe; /* predicted */
-} rtask;
-
-typedef struct rsched {
-    int ntasks, K;
-    rtask *t;
-    int *wstart, *wcount;  /* [K] offsets into t (worker-major) */
-    int *dep_off, *deps;
-    int *tid;              /* [stage][3][mb] -> task, via tid_off */
-    int *tid_off;          /* [nstages] */
-} rsched;
 
 static void rsched_free(rsched *s)
 {
@@ -798,6 +741,11 @@ static int build_deps(rsched *s, const pp_plan *p, ps_err *e)
 
 /* ------------------------------------------------------------ workers */
 
+/* An iteration counts as undisturbed when every worker ran on its core for at
+ * least this share of the iteration's wall time. */
+#define REPLAY_CLEAN 0.97
+#define REPLAY_MAX_TRIES 4
+
 typedef struct rrun {
     rmodel *rm;
     rsched *sc;
@@ -810,6 +758,10 @@ typedef struct rrun {
     double *ts, *te;          /* [iters][ntasks] */
     double *tc;               /* [iters][ntasks] thread CPU time of the task */
     int *exec;                /* [ntasks]: order of execution (last iteration), per worker */
+    double *wcpu, *wwall;     /* [iters][K]: each worker's thread CPU and wall time over the
+                                 iteration (it spins while waiting, so they agree unless
+                                 another process took its core) */
+    _Atomic int stop;         /* set by the main thread: no more iterations */
     pthread_barrier_t bar;
     int fail;
 } rrun;
@@ -818,6 +770,16 @@ typedef struct rworker {
     rrun *r;
     int w;
 } rworker;
+
+static int iter_clean(const struct rrun *r, int it)
+{
+    for (int w = 0; w < r->K; w++) {
+        double wall = r->wwall[(size_t)it * r->K + w];
+        if (wall > 0 && r->wcpu[(size_t)it * r->K + w] < REPLAY_CLEAN * wall)
+            return 0;
+    }
+    return 1;
+}
 
 static void *worker_main(void *arg)
 {
@@ -829,6 +791,8 @@ static void *worker_main(void *arg)
         pin_core(w % r->ncpu);
     for (int it = 0; it < r->iters; it++) {
         pthread_barrier_wait(&r->bar); /* the main thread finished the last step */
+        if (atomic_load_explicit(&r->stop, memory_order_acquire))
+            break;
         if (w == 0) {
             r->t0 = ps_timer_now_s();
             atomic_store_explicit(&r->go, it + 1, memory_order_release);
@@ -837,6 +801,7 @@ static void *worker_main(void *arg)
                 cpu_relax();
         }
         double t0 = r->t0;
+        double wc0 = ps_timer_thread_cpu_s(), ww0 = ps_timer_now_s();
         double *ts = r->ts + (size_t)it * sc->ntasks, *te = r->te + (size_t)it * sc->ntasks;
         int nexec = 0;
         for (int k = 0; k < sc->wcount[w]; k++) {
@@ -859,6 +824,8 @@ static void *worker_main(void *arg)
             atomic_store_explicit(&r->done[i], it + 1, memory_order_release);
             r->exec[sc->wstart[w] + nexec++] = i;
         }
+        r->wcpu[(size_t)it * r->K + w] = ps_timer_thread_cpu_s() - wc0;
+        r->wwall[(size_t)it * r->K + w] = ps_timer_now_s() - ww0;
         pthread_barrier_wait(&r->bar); /* iteration done */
     }
     return NULL;
@@ -866,10 +833,6 @@ static void *worker_main(void *arg)
 
 /* ------------------------------------------------------------ calibration */
 
-typedef struct calib {
-    double *fwd, *bi, *bw; /* [nops] per micro-batch of the op's stage */
-    double copy_bps, wake_s;
-} calib;
 
 static double median_of(double *v, int n)
 {
@@ -1076,11 +1039,11 @@ static void calib_free(calib *c)
  * (cost-model op, phase) at the micro-batch the plan runs it (forward
  * shapes; gemm backward phases under cm_phase_op's transposed shapes;
  * whole-op times for one-part ops only). */
-static int write_db(const rmodel *rm, const calib *c, const char *path, ps_err *e)
+static int write_db(const rmodel *rm, const calib *c, const char *path, const ps_db_meta *meta,
+                    const char *backend, const char *timer, ps_err *e)
 {
-    ps_db_meta meta = {.device_kind = "cpu", .device_name = "cpu (replay calibration)",
-                       .suite_json = "", .threads = 1, .pinned_core = 0};
-    ps_db_writer *w = ps_db_writer_open(path, &meta, 1, e);
+    int gpu = strcmp(meta->device_kind, "cuda") == 0;
+    ps_db_writer *w = ps_db_writer_open(path, meta, 1, e);
     if (!w)
         return e ? e->code : PS_ERUN;
     int rc = 0, nw = 0;
@@ -1110,13 +1073,13 @@ static int write_db(const rmodel *rm, const calib *c, const char *path, ps_err *
                 continue;
             written[nw++] = q;
             ps_stats st = {1, t, t, t, t, t};
-            if (ps_db_writer_add_op(w, &q, "openblas", "clock", &st, NAN, e) < 0)
+            if (ps_db_writer_add_op(w, &q, backend, timer, &st, gpu ? t : NAN, e) < 0)
                 rc = e ? e->code : PS_ERUN;
         }
     }
     free(written);
-    if (!rc)
-        rc = ps_db_writer_add_peak(w, PS_PEAK_THREADS, 1, "", e);
+    if (!rc && meta->threads > 0)
+        rc = ps_db_writer_add_peak(w, PS_PEAK_THREADS, meta->threads, "", e);
     if (!rc)
         rc = ps_db_writer_add_peak(w, PS_PEAK_MEMCPY, 2 * c->copy_bps, "B/s", e);
     if (rc) {
@@ -1258,6 +1221,8 @@ static int replay_run(const pp_plan *p, const pp_model *m, const ps_replay_opts 
         return rc;
     if (p->nstages < 1 || p->nedges < 0 || !p->stages[0].ops)
         return ps_errf(e, PS_EINPUT, "replay: the plan is not finalized");
+    if (ro.cuda)
+        return ps_rp_cuda_run(p, m, &ro, out, e); /* real/replay_cuda.c */
     int S = p->nstages;
     rmodel rm;
     rsched sc = {0};
@@ -1328,7 +1293,9 @@ static int replay_run(const pp_plan *p, const pp_model *m, const ps_replay_opts 
         snprintf(tmpdb, sizeof tmpdb, "/tmp/plansim-replay-%d.h5", (int)getpid());
         dbw = tmpdb;
     }
-    if (dbw && (rc = write_db(&rm, &cal, dbw, e)))
+    ps_db_meta cpu_meta = {.device_kind = "cpu", .device_name = "cpu (replay calibration)",
+                           .suite_json = "", .threads = 1, .pinned_core = 0};
+    if (dbw && (rc = write_db(&rm, &cal, dbw, &cpu_meta, "openblas", "clock", e)))
         goto out_blas;
     pp_sim_opts so = {.no_memory_limit = 1, .device_of_stage = stage_worker};
     const pp_model *pm;
@@ -1432,7 +1399,14 @@ static int replay_run(const pp_plan *p, const pp_model *m, const ps_replay_opts 
     run.rm = &rm;
     run.sc = &sc;
     run.K = K;
-    run.iters = ro.warmup + ro.iterations;
+    /* Measure until ro.iterations undisturbed iterations (every worker had
+     * its core: thread CPU >= REPLAY_CLEAN x wall), at most REPLAY_MAX_TRIES
+     * times as many (and within --max-seconds); on a shared machine another
+     * process's burst then costs time instead of accuracy. */
+    run.iters = ro.warmup + ro.iterations * (o->exact_iterations ? 1 : REPLAY_MAX_TRIES);
+    run.wcpu = calloc((size_t)run.iters * K + 1, sizeof(double));
+    run.wwall = calloc((size_t)run.iters * K + 1, sizeof(double));
+    atomic_store(&run.stop, 0);
     run.pin = !ro.no_pin;
     run.ncpu = ncpu;
     run.done = calloc((size_t)sc.ntasks + 1, sizeof *run.done);
@@ -1441,10 +1415,11 @@ static int replay_run(const pp_plan *p, const pp_model *m, const ps_replay_opts 
     run.tc = malloc((size_t)run.iters * sc.ntasks * sizeof(double) + 8);
     run.exec = malloc(((size_t)sc.ntasks + 1) * sizeof(int));
     out->loss = calloc((size_t)run.iters, sizeof(double));
-    out->iteration_s = calloc((size_t)ro.iterations, sizeof(double));
+    out->iteration_s = calloc((size_t)run.iters, sizeof(double));
     th = calloc((size_t)K, sizeof *th);
     wk = calloc((size_t)K, sizeof *wk);
-    if (!run.done || !run.ts || !run.te || !run.tc || !run.exec || !out->loss || !out->iteration_s || !th ||
+    if (!run.done || !run.ts || !run.te || !run.tc || !run.exec || !run.wcpu || !run.wwall ||
+        !out->loss || !out->iteration_s || !th ||
         !wk) {
         rc = nomem(e);
         goto out_blas;
@@ -1474,10 +1449,21 @@ static int replay_run(const pp_plan *p, const pp_model *m, const ps_replay_opts 
     ps_progress pr;
     if (!ro.quiet)
         ps_progress_start(&pr, "replay", (size_t)run.iters);
+    int nrun = 0, nclean = 0;
     for (int it = 0; it < run.iters; it++) {
         pthread_barrier_wait(&run.bar); /* release iteration it */
         pthread_barrier_wait(&run.bar); /* wait for it to end */
         out->loss[it] = sgd_step(&rm);
+        nrun = it + 1;
+        if (it >= ro.warmup && iter_clean(&run, it))
+            nclean++;
+        double spent = ps_timer_now_s() - tr;
+        if (it + 1 < run.iters && it + 1 >= ro.warmup + ro.iterations &&
+            (nclean >= ro.iterations || spent > ro.max_s)) {
+            atomic_store_explicit(&run.stop, 1, memory_order_release);
+            pthread_barrier_wait(&run.bar); /* the workers see stop and leave */
+            break;
+        }
         if (!ro.quiet) {
             char det[64];
             snprintf(det, sizeof det, "loss %.5g", out->loss[it]);
@@ -1490,32 +1476,40 @@ static int replay_run(const pp_plan *p, const pp_model *m, const ps_replay_opts 
         pthread_join(th[w], NULL);
     out->replay_wall_s = ps_timer_now_s() - tr;
     /* Results. */
-    int N = sc.ntasks, med_it = ro.warmup;
+    int N = sc.ntasks, med_it = ro.warmup, M = nrun - ro.warmup;
     {
-        double *mk = malloc((size_t)ro.iterations * sizeof *mk);
-        double *sorted = malloc((size_t)ro.iterations * sizeof *sorted);
+        double *mk = malloc((size_t)M * sizeof *mk);
+        double *sorted = malloc((size_t)M * sizeof *sorted);
         if (!mk || !sorted) {
             free(mk);
             free(sorted);
             rc = nomem(e);
             goto out_blas;
         }
-        for (int i = 0; i < ro.iterations; i++) {
+        /* The median over the undisturbed iterations (all of them when
+         * none was). */
+        int ns = 0;
+        for (int i = 0; i < M; i++) {
             const double *te = run.te + (size_t)(ro.warmup + i) * N;
             double mx = 0;
             for (int t = 0; t < N; t++)
                 if (te[t] > mx)
                     mx = te[t];
-            mk[i] = sorted[i] = out->iteration_s[i] = mx;
+            mk[i] = out->iteration_s[i] = mx;
+            if (nclean == 0 || iter_clean(&run, ro.warmup + i))
+                sorted[ns++] = mx;
+            else
+                mk[i] = INFINITY; /* never the timeline */
         }
-        qsort(sorted, (size_t)ro.iterations, sizeof *sorted, cmp_double);
-        double med = sorted[(ro.iterations - 1) / 2];
-        if (ro.iterations % 2 == 0)
-            med = 0.5 * (sorted[ro.iterations / 2 - 1] + sorted[ro.iterations / 2]);
+        qsort(sorted, (size_t)ns, sizeof *sorted, cmp_double);
+        double med = sorted[(ns - 1) / 2];
+        if (ns % 2 == 0)
+            med = 0.5 * (sorted[ns / 2 - 1] + sorted[ns / 2]);
         out->measured_iteration_s = med;
+        out->clean_iterations = nclean;
         /* the iteration closest to the median gives the timeline */
         double best = INFINITY;
-        for (int i = 0; i < ro.iterations; i++)
+        for (int i = 0; i < M; i++)
             if (fabs(mk[i] - med) < best) {
                 best = fabs(mk[i] - med);
                 med_it = ro.warmup + i;
@@ -1528,7 +1522,7 @@ static int replay_run(const pp_plan *p, const pp_model *m, const ps_replay_opts 
     out->nstages = S;
     out->workers = K;
     out->minibatch = p->minibatch;
-    out->iterations = ro.iterations;
+    out->iterations = M;
     out->warmup = ro.warmup;
     out->stage_worker = stage_worker;
     stage_worker = NULL;
@@ -1537,7 +1531,7 @@ static int replay_run(const pp_plan *p, const pp_model *m, const ps_replay_opts 
     out->throughput_measured = p->minibatch / out->measured_iteration_s;
     out->throughput_predicted = p->minibatch / out->predicted_iteration_s;
     out->loss_first = out->loss[0];
-    out->loss_last = out->loss[run.iters - 1];
+    out->loss_last = out->loss[nrun - 1];
     out->ntasks = N;
     out->tasks = calloc((size_t)N + 1, sizeof *out->tasks);
     out->stage_meas_busy_s = calloc((size_t)S, sizeof(double));
@@ -1588,6 +1582,8 @@ out:
     free(run.ts);
     free(run.te);
     free(run.tc);
+    free(run.wcpu);
+    free(run.wwall);
     free(run.exec);
     if (tmpdb[0])
         unlink(tmpdb);
@@ -1724,6 +1720,7 @@ json_t *ps_replay_to_json(const ps_replay_result *r)
     json_object_set_new(o, "calibration_s", jnum(r->calib_wall_s));
     json_object_set_new(o, "replay_wall_s", jnum(r->replay_wall_s));
     json_object_set_new(o, "cpu_fraction", jnum(r->cpu_fraction));
+    json_object_set_new(o, "clean_iterations", json_integer(r->clean_iterations));
     json_t *a = json_array(), *b = json_array(), *w = json_array(), *it = json_array();
     for (int s = 0; s < r->nstages; s++) {
         json_array_append_new(a, jnum(r->stage_pred_busy_s[s]));
@@ -1863,4 +1860,62 @@ int ps_replay_write_trace(const ps_replay_result *r, const char *path, ps_err *e
         return ps_errf(e, PS_ERUN, "%s: writing the trace failed", path);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------ for real/replay_cuda.c */
+
+int ps_rp_model_shapes(rmodel *rm, const pp_plan *p, const pp_model *m, ps_err *e)
+{
+    return rmodel_shapes(rm, p, m, e);
+}
+
+int ps_rp_model_alloc(rmodel *rm, unsigned long seed, ps_err *e)
+{
+    return rmodel_alloc(rm, seed, e);
+}
+
+void ps_rp_model_free(rmodel *rm)
+{
+    rmodel_free(rm);
+}
+
+double ps_rp_model_flops(const rmodel *rm)
+{
+    return rmodel_flops(rm);
+}
+
+double ps_rp_model_bytes(const rmodel *rm)
+{
+    return rmodel_bytes_estimate(rm);
+}
+
+int ps_rp_worker_map(const pp_plan *p, int K, int *stage_worker)
+{
+    return worker_map(p, K, stage_worker);
+}
+
+int ps_rp_build_deps(rsched *s, const pp_plan *p, ps_err *e)
+{
+    return build_deps(s, p, e);
+}
+
+void ps_rp_sched_free(rsched *s)
+{
+    rsched_free(s);
+}
+
+int ps_rp_write_db(const rmodel *rm, const calib *c, const char *path, const ps_db_meta *meta,
+                   const char *backend, const char *timer, ps_err *e)
+{
+    return write_db(rm, c, path, meta, backend, timer, e);
+}
+
+pp_model *ps_rp_measured_model(const rmodel *rm, const calib *c, ps_err *e)
+{
+    return measured_model(rm, c, e);
+}
+
+double ps_rp_median(double *v, int n)
+{
+    return median_of(v, n);
 }

@@ -31,7 +31,8 @@
 #include "sim/pipeline/plan.h"
 
 typedef struct ps_replay_opts {
-    const char *device;   /* "cpu" (default; NULL = cpu) | "cuda" (not implemented yet) */
+    const char *device;   /* "cpu" (default; NULL = cpu) | "cuda" (real/replay_cuda.c: one
+                             CUDA stream per worker; workers default to the plan devices) */
     int iterations;       /* measured iterations (0 = 5) */
     int warmup;           /* unmeasured iterations first (< 0 = 0; 0 = default 2 unless
                              warmup_set) */
@@ -48,6 +49,9 @@ typedef struct ps_replay_opts {
     int no_pin;           /* 1: do not pin workers to cores (tests) */
     int keep_weights;     /* 1: copy the final weights into the result */
     int quiet;            /* 1: no progress lines */
+    int exact_iterations; /* 1: run exactly warmup + iterations (tests that compare the
+                             weights); 0: measure until `iterations` undisturbed ones,
+                             at most 4x as many (docs/replay.md, "Noise") */
     int calib_corun;      /* 1: calibrate with a GEMM loop running on the next core
                              (env PLANSIM_REPLAY_CORUN=0|1 overrides) */
 } ps_replay_opts;
@@ -82,6 +86,9 @@ typedef struct ps_replay_result {
     int *worker_ntasks;       /* [workers] */
     double link_alpha_s, link_bytes_per_s; /* the CPU cluster's link used for prediction */
     double calib_wall_s, replay_wall_s;
+    int clean_iterations;     /* measured iterations in which every worker had its core
+                                 (thread CPU >= 97% of wall); the median is over these
+                                 (over all when none) */
     double cpu_fraction;      /* thread CPU time / wall time over the median iteration's
                                  tasks: < 1 when other processes took the cores */
     size_t nweights;

@@ -4,9 +4,12 @@
 # run the GPU tests (every CUDA kernel and library wrapper against a float64
 # CPU reference on fresh random inputs; the CUPTI tracer on real kernels),
 # profile the standard suite — and the GPU-sized suite while time remains —
-# with `plansim profile run --device cuda`, and leave the databases and one
-# log in one folder: $OUT if set, else results/gpu-check/.  A short table
-# comes last.  Exit status 0 only if every step passed.
+# with `plansim profile run --device cuda`, then (time permitting) replay a
+# few small pipeline plans on CUDA streams (`plansim pipeline replay --device
+# cuda --json`: predicted vs measured iteration, $OUT/replay_cuda.jsonl), and
+# leave the databases and one log in one folder: $OUT if set, else
+# results/gpu-check/.  A short table comes last.  Exit status 0 only if
+# every step passed.
 #
 #   scripts/gpu-check.sh --prepare   on the development machine: build with
 #                                    CUDA and pack build/gpu-bundle.tgz (the
@@ -22,13 +25,16 @@
 #
 # Environment: OUT (output folder), GPU_CHECK_BUDGET_S (wall-clock budget,
 # default 400; later steps are skipped rather than overrun it),
-# GPU_CHECK_SUITES (default "standard gpu"), GPU_CHECK_USE_BUNDLE=1 (use the
+# GPU_CHECK_SUITES (default "standard gpu"), GPU_CHECK_REPLAY_PLANS (default
+# "chain_1f1b fj_1f1b cs_gp"; "" for none), GPU_CHECK_USE_BUNDLE=1 (use the
 # bundle even where the dependencies are installed).
 set -u -o pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 BUNDLE=build/gpu-bundle.tgz
-GPU_TESTS="test_kernels_cuda test_cupti test_rt_cuda test_gpt"
+GPU_TESTS="test_kernels_cuda test_cupti test_rt_cuda test_gpt test_replay_cuda"
+# Plans replayed with `plansim pipeline replay --device cuda` last (tests/fixtures/replay_cuda/).
+REPLAY_PLANS=${GPU_CHECK_REPLAY_PLANS:-"chain_1f1b fj_1f1b cs_gp"}
 
 die() {
   echo "gpu-check: error: $*" >&2
@@ -305,6 +311,57 @@ run_profiles() {
   done
 }
 
+# Pipeline replays on CUDA streams: one JSON line per plan in
+# $OUT/replay_cuda.jsonl, a row per plan (predicted, measured, error).
+run_replays() {
+  local p t lim rc js plan
+  [ -z "$REPLAY_PLANS" ] && return 0
+  section "pipeline replay --device cuda"
+  : >"$OUT/replay_cuda.jsonl"
+  for p in $REPLAY_PLANS; do
+    plan=tests/fixtures/replay_cuda/$p.json
+    t=$(date +%s)
+    if [ ! -f "$ROOT/$plan" ]; then
+      row "replay $p" SKIP 0 "$plan not found"
+      continue
+    fi
+    lim=$(($(left) - 20))
+    if [ "$lim" -lt 30 ]; then
+      row "replay $p" SKIP 0 "out of time (${lim}s left)"
+      continue
+    fi
+    [ "$lim" -gt 120 ] && lim=120
+    js=$(mktemp)
+    (cd "$ROOT" && PLANSIM_QUIET=1 timeout --kill-after=10 "$lim" env \
+      LD_LIBRARY_PATH="$LIBPATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ${CUDNN:+PLANSIM_CUDNN=$CUDNN} \
+      "$BIN/plansim" pipeline replay --plan "$plan" --device cuda --iterations 10 --warmup 3 \
+      --json) >"$js" 2>"$js.err"
+    rc=$?
+    cat "$js.err"
+    if [ $rc -eq 0 ] && python3 - "$js" "$OUT/replay_cuda.jsonl" >"$js.note" 2>>"$js.err" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+with open(sys.argv[2], "a") as f:
+    f.write(json.dumps(d, sort_keys=True) + "\n")
+print(f"predicted {d['predicted_iteration_s']*1e3:.3f} ms, measured {d['measured_iteration_s']*1e3:.3f} ms, "
+      f"error {100*d['rel_err']:+.1f}%; {d['workers']} streams, link {d['link_alpha_s']*1e6:.1f} us, "
+      f"loss {d['loss_first']:.4g}->{d['loss_last']:.4g}")
+PY
+    then
+      cat "$js.note"
+      row "replay $p" PASS $(($(date +%s) - t)) "$(cat "$js.note")"
+    elif [ $rc -eq 0 ]; then
+      tr -d '\n' <"$js" >>"$OUT/replay_cuda.jsonl" && echo >>"$OUT/replay_cuda.jsonl"
+      row "replay $p" PASS $(($(date +%s) - t)) "JSON in replay_cuda.jsonl (no python3 summary)"
+    elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+      row "replay $p" FAIL $(($(date +%s) - t)) "timed out after ${lim}s"
+    else
+      row "replay $p" FAIL $(($(date +%s) - t)) "rc=$rc: $(tail -1 "$js.err" | cut -c1-100)"
+    fi
+    rm -f "$js" "$js.err" "$js.note"
+  done
+}
+
 # What the databases hold, read with h5py (the GPU image's python3 has it).
 db_summary() {
   section "databases"
@@ -361,6 +418,7 @@ check() {
   if build_or_unpack; then
     run_tests
     run_profiles
+    run_replays
   fi
   db_summary
   section "summary"
