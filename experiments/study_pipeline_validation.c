@@ -727,11 +727,17 @@ out:
 
 /* One plan over its runs (rounds, repeats): medians of what each run
  * predicted and measured, so that one calibration or one measurement hit by
- * another process on this shared machine does not decide the plan. */
+ * another process on this shared machine does not decide the plan.  The
+ * plan's error is the median of its runs' errors: each run calibrates and
+ * replays back to back, a paired trial under the same machine state, and
+ * this VM drifts between states (~30% slower for seconds at a time) that a
+ * median of predictions and a separate median of measurements would pair
+ * up wrongly (docs/pipeline-validation.md). */
 typedef struct vagg {
     char plan[PS_STR_LEN];
     int runs, graph, stages;
     double pred_it, meas_it, pred_tp, meas_tp;
+    double err; /* median over runs of (predicted - measured) / measured */
 } vagg;
 
 static double median_inplace(double *v, size_t n)
@@ -802,6 +808,15 @@ static int aggregate(const ps_table *pts, double max_foreign, vagg **out, size_t
         g[k].runs++;
     }
     for (size_t k = 0; k < ng; k++) {
+        size_t m = 0;
+        for (size_t r = 0; r < n; r++)
+            if (grp[r] == (int)k) {
+                double pr = ps_table_get_d(pts, r, cols[0]), me = ps_table_get_d(pts, r, cols[1]);
+                v[m++] = (pr - me) / me;
+            }
+        g[k].err = median_inplace(v, m);
+    }
+    for (size_t k = 0; k < ng; k++) {
         double *dst[4] = {&g[k].pred_it, &g[k].meas_it, &g[k].pred_tp, &g[k].meas_tp};
         for (int c = 0; c < 4; c++) {
             size_t m = 0;
@@ -833,15 +848,19 @@ static int summarize_with(const ps_table *pts, double max_foreign, const char *s
         free(pi), free(mi), free(pt), free(mtp), free(g);
         return ps_errf(e, PS_ERUN, "out of memory");
     }
-    double bias = 0;
+    double bias = 0, mean = 0, max = 0;
     size_t runs = 0;
     for (size_t i = 0; i < k; i++) {
         pi[i] = g[i].pred_it, mi[i] = g[i].meas_it, pt[i] = g[i].pred_tp, mtp[i] = g[i].meas_tp;
-        bias += (pi[i] - mi[i]) / mi[i];
+        bias += g[i].err;
+        mean += fabs(g[i].err);
+        max = fmax(max, fabs(g[i].err));
         runs += (size_t)g[i].runs;
     }
-    double mean, max, tau = NAN, tau_it = NAN;
-    ps_abs_rel_err(pi, mi, k, &mean, &max, NULL);
+    mean = k ? mean / (double)k : NAN;
+    if (!k)
+        max = NAN;
+    double tau = NAN, tau_it = NAN;
     rc = ps_kendall_tau_b(pt, mtp, k, &tau, e);
     if (!rc)
         rc = ps_kendall_tau_b(pi, mi, k, &tau_it, e);
@@ -928,7 +947,7 @@ static int derive(const ps_table *pts, ps_derived *out, size_t max, size_t *n, p
     int o_abs = ps_table_add_col(t, "abs_rel_err_pct", PS_COL_DOUBLE, "%");
     for (size_t i = 0; i < k; i++) {
         size_t row = ps_table_add_row(t);
-        double re = (g[i].pred_it - g[i].meas_it) / g[i].meas_it;
+        double re = g[i].err;
         ps_table_set_s(t, row, o_lab, g[i].plan);
         ps_table_set_s(t, row, o_kind, g[i].graph ? "graph" : "sequential");
         ps_table_set_i(t, row, o_st, g[i].stages);
