@@ -15,7 +15,7 @@
 
 static const ps_param_spec params[] = {
     {"model", PS_PARAM_STR, NULL, "",
-     "built-in generator (mmt, dlrm, candle-uno, transformer) or a model JSON file"},
+     "built-in generator (mmt, dlrm, candle-uno, transformer, candle-uno-small, mmt-small) or a model JSON file"},
     {"knobs", PS_PARAM_JSON, "{}", "", "generator knobs, e.g. {\"layers\": 8}"},
     {"branches", PS_PARAM_INT, "0", "", "> 0 overrides the generator's branch count"},
     {"cluster", PS_PARAM_STR, "\"summit\"", "", "built-in cluster or a cluster JSON file"},
