@@ -343,6 +343,66 @@ static inline const float *prod_row(const rop *p, int64_t g)
     return p->po[j][p->nparts - 1] + r * p->out_len;
 }
 
+/* y = act(x) over n floats (an elementwise part's forward). */
+static void act_fwd(int act, const float *x, float *y, size_t n)
+{
+    switch (act) {
+    case A_IDENT:
+        memcpy(y, x, n * sizeof(float));
+        break;
+    case A_RELU:
+        for (size_t t = 0; t < n; t++)
+            y[t] = x[t] > 0 ? x[t] : 0;
+        break;
+    case A_GELU:
+        for (size_t t = 0; t < n; t++) {
+            float v = x[t];
+            y[t] = 0.5f * v * (1 + tanhf(0.7978845608f * (v + 0.044715f * v * v * v)));
+        }
+        break;
+    case A_TANH:
+        for (size_t t = 0; t < n; t++)
+            y[t] = tanhf(x[t]);
+        break;
+    case A_SIGMOID:
+        for (size_t t = 0; t < n; t++)
+            y[t] = 1 / (1 + expf(-x[t]));
+        break;
+    }
+}
+
+/* dx = dy * act'(x) over n floats, given the forward's input x and output
+ * y = act(x) (an elementwise part's input gradient). */
+static void act_bwd(int act, const float *x, const float *y, const float *dy, float *dx,
+                    size_t n)
+{
+    switch (act) {
+    case A_IDENT:
+        memcpy(dx, dy, n * sizeof(float));
+        break;
+    case A_RELU:
+        for (size_t t = 0; t < n; t++)
+            dx[t] = x[t] > 0 ? dy[t] : 0;
+        break;
+    case A_GELU:
+        for (size_t t = 0; t < n; t++) {
+            float v = x[t], u = 0.7978845608f * (v + 0.044715f * v * v * v);
+            float th = tanhf(u);
+            float du = 0.7978845608f * (1 + 3 * 0.044715f * v * v);
+            dx[t] = dy[t] * (0.5f * (1 + th) + 0.5f * v * (1 - th * th) * du);
+        }
+        break;
+    case A_TANH:
+        for (size_t t = 0; t < n; t++)
+            dx[t] = dy[t] * (1 - y[t] * y[t]);
+        break;
+    case A_SIGMOID:
+        for (size_t t = 0; t < n; t++)
+            dx[t] = dy[t] * y[t] * (1 - y[t]);
+        break;
+    }
+}
+
 static void op_fwd(rmodel *rm, rop *o, int j)
 {
     const pp_model_op *mo = o->mo;
@@ -392,30 +452,7 @@ static void op_fwd(rmodel *rm, rop *o, int j)
             int64_t rows = b * pt->m;
             ps_cpu_sgemm(0, 0, rows, pt->n, pt->k, 1.f, x, pt->k, pt->w, pt->n, 0.f, y, pt->n);
         } else {
-            size_t n = (size_t)(b * pt->out_len);
-            switch (pt->act) {
-            case A_IDENT:
-                memcpy(y, x, n * sizeof(float));
-                break;
-            case A_RELU:
-                for (size_t t = 0; t < n; t++)
-                    y[t] = x[t] > 0 ? x[t] : 0;
-                break;
-            case A_GELU:
-                for (size_t t = 0; t < n; t++) {
-                    float v = x[t];
-                    y[t] = 0.5f * v * (1 + tanhf(0.7978845608f * (v + 0.044715f * v * v * v)));
-                }
-                break;
-            case A_TANH:
-                for (size_t t = 0; t < n; t++)
-                    y[t] = tanhf(x[t]);
-                break;
-            case A_SIGMOID:
-                for (size_t t = 0; t < n; t++)
-                    y[t] = 1 / (1 + expf(-x[t]));
-                break;
-            }
+            act_fwd(pt->act, x, y, (size_t)(b * pt->out_len));
         }
         x = y;
     }
@@ -503,32 +540,7 @@ static void op_bwd_input(rmodel *rm, rop *o, int j)
             ps_cpu_sgemm(0, 1, b * pt->m, pt->k, pt->n, 1.f, dy, pt->n, pt->w, pt->n, 0.f, dx,
                          pt->k);
         } else {
-            size_t n = (size_t)(b * pt->out_len);
-            switch (pt->act) {
-            case A_IDENT:
-                memcpy(dx, dy, n * sizeof(float));
-                break;
-            case A_RELU:
-                for (size_t t = 0; t < n; t++)
-                    dx[t] = x[t] > 0 ? dy[t] : 0;
-                break;
-            case A_GELU:
-                for (size_t t = 0; t < n; t++) {
-                    float v = x[t], u = 0.7978845608f * (v + 0.044715f * v * v * v);
-                    float th = tanhf(u);
-                    float du = 0.7978845608f * (1 + 3 * 0.044715f * v * v);
-                    dx[t] = dy[t] * (0.5f * (1 + th) + 0.5f * v * (1 - th * th) * du);
-                }
-                break;
-            case A_TANH:
-                for (size_t t = 0; t < n; t++)
-                    dx[t] = dy[t] * (1 - y[t] * y[t]);
-                break;
-            case A_SIGMOID:
-                for (size_t t = 0; t < n; t++)
-                    dx[t] = dy[t] * y[t] * (1 - y[t]);
-                break;
-            }
+            act_bwd(pt->act, x, y, dy, dx, (size_t)(b * pt->out_len));
         }
     }
 }
