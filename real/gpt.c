@@ -659,6 +659,50 @@ int gpt_kv_init(gpt_kv *kv, const gpt *m, int64_t cap, int64_t max_new, ps_err *
     return rc;
 }
 
+/* The row-independent CPU decode (f32 and f64 from one template).  Kernel
+ * width of its linear layers: 16-byte vectors everywhere, 32-byte (AVX2,
+ * no FMA) on x86-64 CPUs that have it; chosen once (gpt_decode_simd). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define XK_HAVE_AVX2 1
+#else
+#define XK_HAVE_AVX2 0
+#endif
+static int xk_mode = 0; /* gpt_decode_simd: 0 auto, 16, 32 */
+
+static int xk_width(void)
+{
+    static int avx2 = -1;
+    if (avx2 < 0) {
+#if XK_HAVE_AVX2
+        __builtin_cpu_init();
+        avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+        avx2 = 0;
+#endif
+    }
+    if (xk_mode == 16 || !avx2)
+        return 16;
+    return 32;
+}
+
+int gpt_decode_simd(int width)
+{
+    if (width == 0 || width == 16 || width == 32)
+        xk_mode = width;
+    return xk_width();
+}
+
+#define T float
+#define SFX(n) n##_f32
+#define EXP expf
+#define ERF erff
+#include "real/gpt_exact_impl.h"
+#define T double
+#define SFX(n) n##_f64
+#define EXP exp
+#define ERF erf
+#include "real/gpt_exact_impl.h"
+
 /* The layers over n new tokens; kv caches appended.  On failure the caller
  * truncates every cache back. */
 static int decode_layers(gpt *m, gpt_kv *kv, int64_t n, int tree, ps_err *e)
@@ -723,56 +767,82 @@ static int decode_layers(gpt *m, gpt_kv *kv, int64_t n, int tree, ps_err *e)
     return rt_linear_fwd(&ln, &gpt_lm_head(m)->w, NULL, &logits, e);
 }
 
-int gpt_decode(gpt *m, gpt_kv *kv, int64_t n, const int32_t *tokens, const int32_t *parent,
-               double *logits, ps_err *e)
+/* gpt_decode and gpt_decode_forest: n new tokens at rows [len, len + n);
+ * parent NULL: a causal chain (base unused); else the forest of rows
+ * [base, len + n) described by parent[0 .. len - base + n). */
+static int decode_common(gpt *m, gpt_kv *kv, int64_t base, int64_t n, const int32_t *tokens,
+                         const int32_t *parent, double *logits, const char *fn, ps_err *e)
 {
     const gpt_config *c = &m->cfg;
     if (!kv->cache || kv->layers != c->layers)
-        return ps_errf(e, PS_EINPUT, "gpt_decode: the KV cache was not made for this model");
-    const int64_t len = gpt_kv_len(kv), V = c->vocab;
+        return ps_errf(e, PS_EINPUT, "%s: the KV cache was not made for this model", fn);
+    const int64_t len = gpt_kv_len(kv), V = c->vocab, tkv = len + n;
     if (n < 1 || n > kv->max_new || len + n > kv->cap)
         return ps_errf(e, PS_EINPUT,
-                       "gpt_decode: %lld new tokens after %lld: need 1 <= n <= max_new %lld and "
+                       "%s: %lld new tokens after %lld: need 1 <= n <= max_new %lld and "
                        "len + n <= cap %lld",
-                       (long long)n, (long long)len, (long long)kv->max_new, (long long)kv->cap);
+                       fn, (long long)n, (long long)len, (long long)kv->max_new,
+                       (long long)kv->cap);
+    if (parent && (base < 0 || base > len))
+        return ps_errf(e, PS_EINPUT, "%s: base %lld outside [0, len %lld]", fn, (long long)base,
+                       (long long)len);
+    const int64_t nf = parent ? len - base + n : 0; /* forest entries */
     int32_t *pos = malloc((size_t)n * sizeof *pos);
-    int64_t *par = malloc((size_t)n * sizeof *par);
-    uint8_t *mask = parent ? malloc((size_t)(n * (len + n))) : NULL;
+    int64_t *par = malloc((size_t)(nf > 0 ? nf : 1) * sizeof *par);
+    int32_t *dep = malloc((size_t)(nf > 0 ? nf : 1) * sizeof *dep);
+    uint8_t *mask = parent ? malloc((size_t)(n * tkv)) : NULL;
     int rc = 0;
-    if (!pos || !par || (parent && !mask))
-        rc = ps_errf(e, PS_ERUN, "gpt_decode: out of memory");
-    for (int64_t i = 0; i < n && !rc; i++) {
+    if (!pos || !par || !dep || (parent && !mask))
+        rc = ps_errf(e, PS_ERUN, "%s: out of memory", fn);
+    for (int64_t i = 0; i < n && !rc; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
-            rc = ps_errf(e, PS_EINPUT, "gpt_decode: tokens[%lld] = %d outside [0, %d)",
-                         (long long)i, tokens[i], c->vocab);
-        else if (parent && (parent[i] < -1 || parent[i] >= i))
-            rc = ps_errf(e, PS_EINPUT, "gpt_decode: parent[%lld] = %d outside [-1, %lld)",
-                         (long long)i, parent[i], (long long)i);
+            rc = ps_errf(e, PS_EINPUT, "%s: tokens[%lld] = %d outside [0, %d)", fn, (long long)i,
+                         tokens[i], c->vocab);
+    for (int64_t j = 0; j < nf && !rc; j++) {
+        if (parent[j] < -1 || parent[j] >= j)
+            rc = ps_errf(e, PS_EINPUT, "%s: parent[%lld] = %d outside [-1, %lld)", fn,
+                         (long long)j, parent[j], (long long)j);
         else {
-            par[i] = parent ? parent[i] : i - 1;
-            /* depth below the prefix: positions follow the path */
-            pos[i] = (int32_t)(par[i] < 0 ? len : pos[par[i]] + 1);
+            par[j] = parent[j];
+            dep[j] = par[j] < 0 ? 0 : dep[par[j]] + 1; /* positions follow the path */
         }
     }
-    if (!rc && parent)
-        ps_cpu_tree_mask(n, len + n, par, mask);
-    if (!rc) {
+    for (int64_t i = 0; i < n && !rc; i++)
+        pos[i] = (int32_t)(parent ? base + dep[nf - n + i] : len + i);
+    for (int64_t i = 0; i < n && !rc && parent; i++) {
+        /* token i sees the prefix [0, base), its ancestors and itself */
+        uint8_t *row = mask + i * tkv;
+        memset(row, 0, (size_t)tkv);
+        memset(row, 1, (size_t)base);
+        for (int64_t a = nf - n + i; a >= 0; a = par[a])
+            row[base + a] = 1;
+    }
+    for (int64_t i = 0; i < n && !rc; i++)
+        if (pos[i] >= c->ctx)
+            rc = ps_errf(e, PS_EINPUT, "%s: token %lld at position %d past ctx %d", fn,
+                         (long long)i, pos[i], c->ctx);
+    const int exact = rt_dev_kind(m->dev) == RT_CPU;
+    if (!rc && !exact) {
         rt_tensor ids, pv, mv;
         rc = prefix(&ids, &kv->ids, 1, n, 0, 0, 0, e);
         rc = rc ? rc : rt_tensor_from_host(&ids, tokens, e);
         rc = rc ? rc : prefix(&pv, &kv->pos, 1, n, 0, 0, 0, e);
         rc = rc ? rc : rt_tensor_from_host(&pv, pos, e);
         if (!rc && parent) {
-            rc = prefix(&mv, &kv->mask, 1, n * (len + n), 0, 0, 0, e);
+            rc = prefix(&mv, &kv->mask, 1, n * tkv, 0, 0, 0, e);
             rc = rc ? rc : rt_tensor_from_host(&mv, mask, e);
         }
     }
-    rc = rc ? rc : decode_layers(m, kv, n, parent != NULL, e);
+    if (!rc && exact) /* row-independent, no BLAS: real/gpt_exact_impl.h */
+        rc = m->dtype == RT_F32 ? xdecode_f32(m, kv, n, tokens, pos, mask, logits, e)
+                                : xdecode_f64(m, kv, n, tokens, pos, mask, logits, e);
+    else if (!rc)
+        rc = decode_layers(m, kv, n, parent != NULL, e);
     if (rc) { /* leave every layer's cache as it was */
         for (int l = 0; l < kv->layers; l++)
             if (kv->cache[l].len > len)
                 kv->cache[l].len = len;
-    } else if (logits) {
+    } else if (logits && !exact) {
         rt_tensor lv;
         rc = prefix(&lv, &kv->logits, 1, n * V, 0, 0, 0, e);
         rc = rc ? rc : rt_tensor_to_host(&lv, kv->host, e);
@@ -785,8 +855,23 @@ int gpt_decode(gpt *m, gpt_kv *kv, int64_t n, const int32_t *tokens, const int32
     }
     free(pos);
     free(par);
+    free(dep);
     free(mask);
     return rc;
+}
+
+int gpt_decode(gpt *m, gpt_kv *kv, int64_t n, const int32_t *tokens, const int32_t *parent,
+               double *logits, ps_err *e)
+{
+    return decode_common(m, kv, gpt_kv_len(kv), n, tokens, parent, logits, "gpt_decode", e);
+}
+
+int gpt_decode_forest(gpt *m, gpt_kv *kv, int64_t base, int64_t n, const int32_t *tokens,
+                      const int32_t *parent, double *logits, ps_err *e)
+{
+    if (!parent)
+        return ps_errf(e, PS_EINPUT, "gpt_decode_forest: parent is NULL");
+    return decode_common(m, kv, base, n, tokens, parent, logits, "gpt_decode_forest", e);
 }
 
 int gpt_kv_truncate(gpt_kv *kv, int64_t len, ps_err *e)

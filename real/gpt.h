@@ -192,9 +192,33 @@ int64_t gpt_kv_len(const gpt_kv *kv);
  * tree: parent[i] = -1 hangs token i off the prefix, parent[i] = p (0 <= p <
  * i) under new token p; token i sees the prefix, its ancestors and itself,
  * and sits at position len + depth(i).  logits (may be NULL): n x vocab
- * next-token logits (host, double). */
+ * next-token logits (host, double).
+ * On the CPU the decode is row-independent (real/gpt_exact_impl.h, no BLAS):
+ * a token's logits and K/V rows are bitwise the same whether it is decoded
+ * alone, in a chain (prefill) or inside a tree, so speculative and
+ * incremental decoding agree exactly (docs/real-specgen.md).  On CUDA the
+ * decode runs on cuBLAS: close to the CPU's, not bitwise row-independent. */
 int gpt_decode(gpt *m, gpt_kv *kv, int64_t n, const int32_t *tokens, const int32_t *parent,
                double *logits, ps_err *e);
+/* Tree decoding spread over several calls (a draft model growing its tree
+ * level by level): rows [base, len) of the cache already hold nodes of a
+ * forest hanging off the prefix [0, base), decoded by earlier calls.
+ * parent[0 .. len - base + n) describes all of them in row order:
+ * parent[j] = -1 (a root: under the prefix) or the index j' < j of its
+ * parent; the last n entries are the n new tokens (rows len, len + 1, ...).
+ * Token j sees the prefix, its ancestors and itself, and sits at position
+ * base + depth(j).  gpt_decode with a parent array is this with base = len.
+ * On the CPU the result is bitwise what decoding the token's root-to-node
+ * path alone after the prefix gives (docs/real-specgen.md). */
+int gpt_decode_forest(gpt *m, gpt_kv *kv, int64_t base, int64_t n, const int32_t *tokens,
+                      const int32_t *parent, double *logits, ps_err *e);
+/* The vector width (bytes) of the CPU decode's linear-layer kernels: 16
+ * (SSE2) or 32 (AVX2, x86-64 CPUs that have it; the default there).
+ * width 16 or 32 requests one (32 falls back to 16 without AVX2), 0 the
+ * default, -1 only queries; returns the width now in use.  Process-wide:
+ * set it before decoding — logits are bitwise reproducible for one width,
+ * not across widths. */
+int gpt_decode_simd(int width);
 /* Drop everything after position len (a rejected speculation). */
 int gpt_kv_truncate(gpt_kv *kv, int64_t len, ps_err *e);
 /* Keep the accepted path of a tree decoded from position `from`: rows
