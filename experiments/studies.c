@@ -7,9 +7,13 @@
 extern const ps_study ps_study_schedule;
 extern const ps_study ps_study_pipeline;
 extern const ps_study ps_study_pipeline_validation;
+extern const ps_study ps_study_specdec_tiny;
+extern const ps_study ps_study_specdec_serve;
+extern const ps_study ps_study_specdec_tables;
 
 static const ps_study *const studies[] = {&ps_study_schedule, &ps_study_pipeline,
-                                          &ps_study_pipeline_validation, NULL};
+                                          &ps_study_pipeline_validation, &ps_study_specdec_tiny,
+                                          &ps_study_specdec_serve, &ps_study_specdec_tables, NULL};
 
 const ps_study *ps_study_find(const char *name)
 {
