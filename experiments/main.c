@@ -18,6 +18,7 @@ extern const ps_noun ps_noun_profile;
 extern const ps_noun ps_noun_costmodel;
 extern const ps_noun ps_noun_pipeline;
 extern const ps_noun ps_noun_real;
+extern const ps_noun ps_noun_specdec;
 
 static int cmd_run(int argc, char **argv)
 {
@@ -151,7 +152,8 @@ static const ps_noun plot_noun = {"plot", "(re)draw the figures of a result file
 static const ps_noun info_noun = {"info", "show what a result file holds", info_verbs};
 
 static const ps_noun *nouns[] = {&run_noun, &plot_noun, &info_noun, &ps_noun_des, &ps_noun_profile,
-                                 &ps_noun_costmodel, &ps_noun_pipeline, &ps_noun_real, NULL};
+                                 &ps_noun_costmodel, &ps_noun_pipeline, &ps_noun_real,
+                                 &ps_noun_specdec, NULL};
 
 static void version(void)
 {
