@@ -19,6 +19,7 @@ extern const ps_noun ps_noun_costmodel;
 extern const ps_noun ps_noun_pipeline;
 extern const ps_noun ps_noun_real;
 extern const ps_noun ps_noun_specdec;
+extern const ps_noun ps_noun_quant;
 
 static int cmd_run(int argc, char **argv)
 {
@@ -153,7 +154,7 @@ static const ps_noun info_noun = {"info", "show what a result file holds", info_
 
 static const ps_noun *nouns[] = {&run_noun, &plot_noun, &info_noun, &ps_noun_des, &ps_noun_profile,
                                  &ps_noun_costmodel, &ps_noun_pipeline, &ps_noun_real,
-                                 &ps_noun_specdec, NULL};
+                                 &ps_noun_specdec, &ps_noun_quant, NULL};
 
 static void version(void)
 {

@@ -55,6 +55,30 @@ static __attribute__((unused)) int cli_err_has(const char *needle)
     return 1;
 }
 
+/* 1 iff the file holds needle (prints the file when it does not). */
+static __attribute__((unused)) int cli_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    static char buf[1 << 16];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = 0;
+    if (!strstr(buf, needle)) {
+        fprintf(stderr, "--- %s lacks \"%s\"; it holds:\n%s\n", path, needle, buf);
+        return 0;
+    }
+    return 1;
+}
+
+static __attribute__((unused)) void cli_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 static __attribute__((unused)) int cli_setup(void **st)
 {
     (void)st;
