@@ -13,12 +13,16 @@
  *  4. every one of the 5^4 configurations measured on the test set (tree
  *     evaluation); Spearman ρ between ΣΩ and the measured loss increase, over
  *     the configurations with every layer ≥ 4 bits and over all of them;
- *  5. `budgets` model-size budgets in (size of all-2-bit, size of all-8-bit]:
+ *  5. `budgets` budgets of kind `budget_kind` (model size in bytes, or BOPS =
+ *     Σ MACs·b_w·b_a with the other operand at 8 bits) in (all-2-bit, all-8-bit]:
  *     each method's pick (exact solver of sim/quant/alloc.h on its Ω; uniform,
  *     random, greedy baselines) and its regret in accuracy points against the
  *     best measured configuration within the budget;
  *  6. the same for activation bits (weights at 8 bits): Ω_act from the
  *     activation traces, cost = activation bytes per image.
+ * `model` picks the network (default, balanced, small: real/quant_eval.h);
+ * points that differ only in budget_kind share steps 1-4 and 6's sweep (see
+ * `base` below).
  * Detail tables: traces, convergence, configs, picks, frontier, act_traces,
  * act_configs, act_picks. */
 #include <math.h>
@@ -39,13 +43,16 @@
 static const int BITS[NB] = {2, 3, 4, 6, 8};
 
 static const ps_param_spec params[] = {
-    {"small_model", PS_PARAM_BOOL, "false", "",
-     "the small CNN (8, 16 channels, hidden 32) trained on 2000 images (quick)"},
+    {"model", PS_PARAM_STR, "\"default\"", "",
+     "default (fc1 holds 95% of the weights) | balanced (conv5x5 32, 16, hidden 32) | small "
+     "(8, 16 channels, hidden 32: quick)"},
+    {"budget_kind", PS_PARAM_STR, "\"size\"", "",
+     "size (bytes of weights + scales) | bops (sum of MACs x weight bits x activation bits)"},
     {"model_dir", PS_PARAM_STR, "\"results/quant_models\"", "",
      "weights cache (relative to the working directory); trained when missing"},
     {"model_seed", PS_PARAM_INT, "1", "", "training seed"},
     {"train_n", PS_PARAM_INT, "0", "",
-     "training images (0: 60000, or 2000 with small_model); part of the cache file name"},
+     "training images (0: 60000, or 2000 for small); part of the cache file name"},
     {"test_n", PS_PARAM_INT, "0", "", "test images for the ground truth (0 = all 10000)"},
     {"hessian_n", PS_PARAM_INT, "128", "", "training images for traces, λ_max, imatrix"},
     {"probes_min", PS_PARAM_INT, "10", "", "Hutchinson: at least this many probes"},
@@ -92,7 +99,15 @@ enum {
     M_A_FP_ACC = M_A_REGMAX0 + AM_N,
     M_HESS_S,
     M_EXH_S,
-    M_COUNT
+    M_MODEL,    /* 0 default, 1 small, 2 balanced (qe_net) */
+    M_KIND,     /* 0 size, 1 bops */
+    M_NPARAMS,  /* quantized weights */
+    M_MACS,     /* MACs per image of the quantized layers */
+    M_DIFF0,                        /* per method m >= 1: budgets where its pick != hawq_v2's */
+    M_LE0 = M_DIFF0 + MT_N,         /* of those, budgets with regret(v2) <= regret(m) */
+    M_DREGV2_0 = M_LE0 + MT_N,      /* mean regret of hawq_v2 over those budgets */
+    M_DREGM_0 = M_DREGV2_0 + MT_N,  /* mean regret of m over those budgets */
+    M_COUNT = M_DREGM_0 + MT_N
 };
 
 static ps_metric_spec metrics[M_COUNT + 1];
@@ -139,6 +154,21 @@ __attribute__((constructor)) static void init_metrics(void)
     set_metric(M_A_FP_ACC, "act_ref_acc", "", "accuracy with 8-bit weights, float activations");
     set_metric(M_HESS_S, "hessian_s", "s", "wall time of the second-order statistics");
     set_metric(M_EXH_S, "exhaustive_s", "s", "wall time of both exhaustive sweeps");
+    set_metric(M_MODEL, "model_code", "", "0 default, 1 small, 2 balanced");
+    set_metric(M_KIND, "budget_kind_code", "", "0 size budgets, 1 BOPS budgets");
+    set_metric(M_NPARAMS, "params", "", "weights of the quantized layers");
+    set_metric(M_MACS, "macs", "", "multiply-accumulates per image of the quantized layers");
+    for (int m = 0; m < MT_N; m++) {
+        char n[64];
+        snprintf(n, sizeof n, "differ_%s", MNAME[m]);
+        set_metric(M_DIFF0 + m, n, "", "budgets where this pick differs from hawq_v2's");
+        snprintf(n, sizeof n, "v2_le_%s", MNAME[m]);
+        set_metric(M_LE0 + m, n, "", "of those, budgets with regret(hawq_v2) <= regret(this)");
+        snprintf(n, sizeof n, "regret_v2_where_differ_%s", MNAME[m]);
+        set_metric(M_DREGV2_0 + m, n, "points", "mean regret of hawq_v2 where the picks differ");
+        snprintf(n, sizeof n, "regret_where_differ_%s", MNAME[m]);
+        set_metric(M_DREGM_0 + m, n, "points", "mean regret of this method where they differ");
+    }
     metrics[M_COUNT] = (ps_metric_spec){NULL, NULL, NULL};
 }
 
@@ -263,30 +293,50 @@ static void bits_str_k(long idx, int nq, char *buf, size_t n)
     psq_bits_str(b, nq, buf, (int)n);
 }
 
-/* Build a problem whose Ω(l, k) = omega[l·NB + k], bytes = cost[l·NB + k]. */
+/* Build a problem whose Ω(l, k) = omega[l·NB + k], bytes = cost[l·NB + k],
+ * BOPS = bops[l·NB + k] (NULL: 0). */
 static int make_problem(psq_problem *p, int nq, const double *omega, const double *cost,
-                        const char *const *names, ps_err *e)
+                        const double *bops, const char *const *names, ps_err *e)
 {
     double one[QE_MAXQ];
     for (int l = 0; l < nq; l++)
         one[l] = 1.0;
-    return psq_problem_from_deltas(p, nq, NB, BITS, one, omega, cost, NULL, NULL, names, e);
+    return psq_problem_from_deltas(p, nq, NB, BITS, one, omega, cost, NULL, bops, names, e);
 }
+
+enum { BK_SIZE = 0, BK_BOPS = 1 };
+static const char *const BKNAME[2] = {"size", "bops"};
 
 /* The regret experiment over budgets: for each budget the best measured
  * accuracy within it and each method's pick.  probs[m] NULL for the
  * baselines (they run on probs[0]).  kinds[m]: 0 exact solve, 1 uniform,
- * 2 random, 3 greedy. */
+ * 2 random, 3 greedy.  bk: the budget's dimension (bytes or BOPS); the
+ * budgets are cmin + (cmax − cmin)·i/nbud, i = 1..nbud, over that
+ * dimension's configuration costs.  Per method m ≥ 1 against method 0
+ * (hawq_v2): the budgets where the picks differ, how many of those
+ * hawq_v2 does no worse on, and both mean regrets over them. */
 typedef struct regret_out {
     double mean[MT_N], max[MT_N];
     int v2_le_v1;
+    int differ[MT_N], le[MT_N];
+    double dreg_v2[MT_N], dreg_m[MT_N];
 } regret_out;
 
-static int budgets_run(const ps_point *pt, const char *table, int nq, long ncfg, const double *cfg_cost,
-                       const double *acc, int nmeth, const char *const *mname,
-                       psq_problem *const *probs, const int *kinds, int nbud, uint64_t seed,
-                       int draws, regret_out *ro, ps_err *e)
+typedef struct budget_ctx {
+    const char *table, *model;
+    int bk, nq;
+    long ncfg;
+    const double *cfg_bytes, *cfg_bops, *acc;
+} budget_ctx;
+
+static int budgets_run(const ps_point *pt, const budget_ctx *bc, int nmeth,
+                       const char *const *mname, psq_problem *const *probs, const int *kinds,
+                       int nbud, uint64_t seed, int draws, regret_out *ro, ps_err *e)
 {
+    const int nq = bc->nq;
+    const long ncfg = bc->ncfg;
+    const double *cfg_cost = bc->bk == BK_BOPS ? bc->cfg_bops : bc->cfg_bytes;
+    const double *acc = bc->acc;
     double cmin = INFINITY, cmax = 0;
     for (long i = 0; i < ncfg; i++) {
         if (cfg_cost[i] < cmin)
@@ -295,20 +345,22 @@ static int budgets_run(const ps_point *pt, const char *table, int nq, long ncfg,
             cmax = cfg_cost[i];
     }
     ps_table *t = ps_table_new();
-    int c_b = ps_table_add_col(t, "budget_bytes", PS_COL_DOUBLE, "B");
+    int c_mo = ps_table_add_col(t, "model", PS_COL_STR, "");
+    int c_k = ps_table_add_col(t, "budget_kind", PS_COL_STR, "");
+    int c_b = ps_table_add_col(t, "budget", PS_COL_DOUBLE, "");
     int c_m = ps_table_add_col(t, "method", PS_COL_STR, "");
+    int c_se = ps_table_add_col(t, "series", PS_COL_STR, "");
     int c_bits = ps_table_add_col(t, "bits", PS_COL_STR, "");
     int c_om = ps_table_add_col(t, "omega", PS_COL_DOUBLE, "");
     int c_sz = ps_table_add_col(t, "bytes", PS_COL_DOUBLE, "B");
+    int c_bo = ps_table_add_col(t, "bops", PS_COL_DOUBLE, "");
     int c_acc = ps_table_add_col(t, "acc", PS_COL_DOUBLE, "");
     int c_best = ps_table_add_col(t, "best_acc", PS_COL_DOUBLE, "");
     int c_bb = ps_table_add_col(t, "best_bits", PS_COL_STR, "");
     int c_reg = ps_table_add_col(t, "regret_points", PS_COL_DOUBLE, "points");
-    for (int m = 0; m < nmeth; m++) {
-        ro->mean[m] = 0;
+    memset(ro, 0, sizeof *ro);
+    for (int m = 0; m < nmeth; m++)
         ro->max[m] = -INFINITY;
-    }
-    ro->v2_le_v1 = 0;
     int rc = 0;
     for (int bi = 1; bi <= nbud && !rc; bi++) {
         double B = cmin + (cmax - cmin) * bi / nbud;
@@ -318,9 +370,11 @@ static int budgets_run(const ps_point *pt, const char *table, int nq, long ncfg,
                 best = i;
         char bb[64];
         bits_str_k(best, nq, bb, sizeof bb);
+        /* the problems carry this kind's cost in their bytes slot (see run) */
         psq_budget bud = psq_budget_none();
         bud.bytes = B;
         double reg[MT_N];
+        long pick[MT_N];
         for (int m = 0; m < nmeth && !rc; m++) {
             psq_solution s;
             memset(&s, 0, sizeof s);
@@ -332,34 +386,53 @@ static int budgets_run(const ps_point *pt, const char *table, int nq, long ncfg,
             default: rc = psq_greedy(p, &bud, &s, e); break;
             }
             if (rc) {
-                ps_err_prefix(e, "budget %.0f B, %s: ", B, mname[m]);
+                ps_err_prefix(e, "%s budget %.6g, %s: ", BKNAME[bc->bk], B, mname[m]);
                 break;
             }
             long idx = sol_index(&s, nq);
-            char bs[64];
+            pick[m] = idx;
+            char bs[64], ser[96];
             psq_bits_str(s.bits, nq, bs, sizeof bs);
+            snprintf(ser, sizeof ser, "%s %s", bc->model, mname[m]);
             double a = idx >= 0 ? acc[idx] : NAN;
             reg[m] = 100.0 * (acc[best] - a);
             ro->mean[m] += reg[m] / nbud;
             if (reg[m] > ro->max[m])
                 ro->max[m] = reg[m];
             size_t r = ps_table_add_row(t);
+            ps_table_set_s(t, r, c_mo, bc->model);
+            ps_table_set_s(t, r, c_k, BKNAME[bc->bk]);
             ps_table_set_d(t, r, c_b, B);
             ps_table_set_s(t, r, c_m, mname[m]);
+            ps_table_set_s(t, r, c_se, ser);
             ps_table_set_s(t, r, c_bits, bs);
             ps_table_set_d(t, r, c_om, s.omega_sum);
-            ps_table_set_d(t, r, c_sz, idx >= 0 ? cfg_cost[idx] : s.bytes);
+            ps_table_set_d(t, r, c_sz, idx >= 0 ? bc->cfg_bytes[idx] : s.bytes);
+            ps_table_set_d(t, r, c_bo, idx >= 0 ? bc->cfg_bops[idx] : s.bops);
             ps_table_set_d(t, r, c_acc, a);
             ps_table_set_d(t, r, c_best, acc[best]);
             ps_table_set_s(t, r, c_bb, bb);
             ps_table_set_d(t, r, c_reg, reg[m]);
             psq_solution_free(&s);
         }
-        if (!rc && nmeth > 1 && reg[0] <= reg[1] + 1e-9)
+        if (rc)
+            break;
+        if (nmeth > 1 && reg[0] <= reg[1] + 1e-9)
             ro->v2_le_v1++;
+        for (int m = 1; m < nmeth; m++)
+            if (pick[m] != pick[0]) {
+                ro->differ[m]++;
+                ro->le[m] += reg[0] <= reg[m] + 1e-9;
+                ro->dreg_v2[m] += reg[0];
+                ro->dreg_m[m] += reg[m];
+            }
+    }
+    for (int m = 1; m < nmeth; m++) {
+        ro->dreg_v2[m] = ro->differ[m] ? ro->dreg_v2[m] / ro->differ[m] : NAN;
+        ro->dreg_m[m] = ro->differ[m] ? ro->dreg_m[m] / ro->differ[m] : NAN;
     }
     if (!rc)
-        rc = ps_point_emit(pt, table, t, e);
+        rc = ps_point_emit(pt, bc->table, t, e);
     ps_table_free(t);
     return rc;
 }
@@ -403,8 +476,75 @@ static void ctx_free(ctx *c)
     free(c->samples);
 }
 
+/* Everything but the budgets: the model, its statistics, the Ω and cost
+ * tables and both exhaustive sweeps.  Points that differ only in
+ * budget_kind share one (the runner sweeps the last dimension fastest, so
+ * {"model": [...], "budget_kind": [...]} computes each model once); the
+ * later points reuse the first one's statistics, including its Hutchinson
+ * seed, and emit only their own picks / frontier tables. */
+typedef struct base {
+    int valid;
+    char key[4096];
+    ctx c;
+    qe_net which;
+    int nq;
+    long ncfg;
+    double *om_tr, *om_v1, *om_im, *wbytes; /* [nq·NB] */
+    double *om_act, *abytes;                /* [nq·NB] */
+    double *bops;                           /* [nq·NB]: MACs_l · b · 8 (both experiments) */
+    double *cfg_bytes, *cfg_abytes, *cfg_bops; /* [ncfg] */
+    double mv[M_COUNT];
+} base;
+
+static base g_base;
+
+static void base_free(base *b)
+{
+    ctx_free(&b->c);
+    free(b->om_tr);
+    free(b->om_v1);
+    free(b->om_im);
+    free(b->wbytes);
+    free(b->om_act);
+    free(b->abytes);
+    free(b->bops);
+    free(b->cfg_bytes);
+    free(b->cfg_abytes);
+    free(b->cfg_bops);
+    memset(b, 0, sizeof *b);
+}
+
+/* Every parameter's value but budget_kind. */
+static void base_key(const ps_point *pt, char *key, size_t n)
+{
+    size_t o = 0;
+    key[0] = '\0';
+    for (const ps_param_spec *s = params; s->name && o + 1 < n; s++) {
+        if (!strcmp(s->name, "budget_kind"))
+            continue;
+        int w = 0;
+        switch (s->type) {
+        case PS_PARAM_INT: w = snprintf(key + o, n - o, "%s=%lld;", s->name, ps_point_int(pt, s->name)); break;
+        case PS_PARAM_NUM: w = snprintf(key + o, n - o, "%s=%.17g;", s->name, ps_point_num(pt, s->name)); break;
+        case PS_PARAM_BOOL: w = snprintf(key + o, n - o, "%s=%d;", s->name, ps_point_bool(pt, s->name)); break;
+        default: w = snprintf(key + o, n - o, "%s=%s;", s->name, ps_point_str(pt, s->name)); break;
+        }
+        if (w < 0)
+            break;
+        o += (size_t)w;
+        if (o >= n)
+            o = n - 1;
+    }
+}
+
 static int check(const ps_point *p, ps_err *e)
 {
+    qe_net which;
+    if (qe_net_parse(ps_point_str(p, "model"), &which, e))
+        return PS_EINPUT;
+    const char *bk = ps_point_str(p, "budget_kind");
+    if (strcmp(bk, "size") && strcmp(bk, "bops"))
+        return ps_errf(e, PS_EINPUT, "budget_kind: \"%s\" (expected size or bops)", bk);
     const char *g = ps_point_str(p, "granularity");
     if (strcmp(g, "channel") && strcmp(g, "tensor"))
         return ps_errf(e, PS_EINPUT, "granularity: \"%s\" (expected channel or tensor)", g);
@@ -421,12 +561,16 @@ static int check(const ps_point *p, ps_err *e)
     return 0;
 }
 
-static int run(const ps_point *pt, double *mv, ps_err *e)
+static int compute_base(const ps_point *pt, base *bs, ps_err *e)
 {
-    ctx c;
-    memset(&c, 0, sizeof c);
+    ctx *c = &bs->c;
+    memset(c, 0, sizeof *c);
+    double *mv = bs->mv;
     int rc = 0;
-    int small = ps_point_bool(pt, "small_model");
+    qe_net which = QE_NET_DEFAULT;
+    if ((rc = qe_net_parse(ps_point_str(pt, "model"), &which, e)))
+        return rc;
+    int small = which == QE_NET_SMALL;
     uint64_t seed = (uint64_t)ps_point_int(pt, "model_seed");
     psq_gran gran = strcmp(ps_point_str(pt, "granularity"), "tensor") ? PSQ_PER_CHANNEL
                                                                         : PSQ_PER_TENSOR;
@@ -435,76 +579,71 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
     if (train_n <= 0)
         train_n = small ? 2000 : 60000;
     snprintf(path, sizeof path, "%s/cnn_fmnist_%s_n%lld_s%llu.bin", ps_point_str(pt, "model_dir"),
-             small ? "small" : "full", (long long)train_n, (unsigned long long)seed);
-    psq_problem probs[3];
-    memset(probs, 0, sizeof probs);
-    psq_problem aprob;
-    memset(&aprob, 0, sizeof aprob);
-    psq_frontier fr;
-    memset(&fr, 0, sizeof fr);
+             which == QE_NET_DEFAULT ? "full" : qe_net_name(which), (long long)train_n,
+             (unsigned long long)seed);
     double *om_tr = NULL, *om_v1 = NULL, *om_im = NULL, *cfg_bytes = NULL, *om_act = NULL,
-           *cfg_abytes = NULL;
+           *cfg_abytes = NULL, *wbytes = NULL, *abytes = NULL;
     for (int i = 0; i < M_COUNT; i++)
         mv[i] = NAN;
 
     /* 1. the model */
     int trained = 0;
-    if ((rc = qe_train_or_load(path, small, seed, train_n, &c.net, &trained, e)))
+    if ((rc = qe_train_or_load_net(path, which, seed, train_n, &c->net, &trained, e)))
         goto out;
-    c.have_net = 1;
+    c->have_net = 1;
     if (trained)
         fprintf(stderr, "plansim: quant_fmnist: trained %s\n", path);
-    if ((rc = qe_model_from_cnn(&c.m, &c.net, e)))
+    if ((rc = qe_model_from_cnn(&c->m, &c->net, e)))
         goto out;
-    const int nq = c.m.nq;
+    const int nq = c->m.nq;
     const char *lname[QE_MAXQ];
     for (int l = 0; l < nq; l++)
-        lname[l] = c.m.l[l].name;
+        lname[l] = c->m.l[l].name;
     long ncfg = qe_nconfigs(NB, nq);
     int64_t test_n = ps_point_int(pt, "test_n");
     int64_t hn = ps_point_int(pt, "hessian_n"), calib_n = ps_point_int(pt, "calib_n");
     int64_t need_tr = hn > calib_n ? hn : calib_n;
-    if ((rc = fmnist_load(NULL, "t10k", test_n > 0 ? test_n : 0, &c.te, e)))
+    if ((rc = fmnist_load(NULL, "t10k", test_n > 0 ? test_n : 0, &c->te, e)))
         goto out;
-    c.have_te = 1;
-    if ((rc = fmnist_load(NULL, "train", need_tr, &c.tr, e)))
+    c->have_te = 1;
+    if ((rc = fmnist_load(NULL, "train", need_tr, &c->tr, e)))
         goto out;
-    c.have_tr = 1;
-    if ((rc = qe_data_from_fmnist(&c.te, 0, &c.test, e)) ||
-        (rc = qe_data_from_fmnist(&c.tr, calib_n, &c.calib, e)))
+    c->have_tr = 1;
+    if ((rc = qe_data_from_fmnist(&c->te, 0, &c->test, e)) ||
+        (rc = qe_data_from_fmnist(&c->tr, calib_n, &c->calib, e)))
         goto out;
 
     /* 2. second-order statistics (float64, BN folded) */
     double t0 = ps_now_s();
-    if ((rc = hs_net_from_cnn(&c.hs, &c.net, 1, e)))
+    if ((rc = hs_net_from_cnn(&c->hs, &c->net, 1, e)))
         goto out;
-    c.have_hs = 1;
-    if (c.hs.nquant != nq) {
+    c->have_hs = 1;
+    if (c->hs.nquant != nq) {
         rc = ps_errf(e, PS_ERUN, "quant_fmnist: hessian net has %d quantized layers, model %d",
-                     c.hs.nquant, nq);
+                     c->hs.nquant, nq);
         goto out;
     }
-    int64_t in_dim = c.hs.in_dim;
-    c.hx = malloc((size_t)(hn * in_dim) * sizeof(double));
-    c.hy = malloc((size_t)hn * sizeof(int32_t));
-    if (!c.hx || !c.hy) {
+    int64_t in_dim = c->hs.in_dim;
+    c->hx = malloc((size_t)(hn * in_dim) * sizeof(double));
+    c->hy = malloc((size_t)hn * sizeof(int32_t));
+    if (!c->hx || !c->hy) {
         rc = ps_errf(e, PS_ERUN, "quant_fmnist: out of memory");
         goto out;
     }
-    fmnist_batch_f64(&c.tr, NULL, 0, hn, c.hx, c.hy);
+    fmnist_batch_f64(&c->tr, NULL, 0, hn, c->hx, c->hy);
     hs_hutch_opts ho = {.m_min = (int)ps_point_int(pt, "probes_min"),
                         .m_max = (int)ps_point_int(pt, "probes_max"),
                         .tol = ps_point_num(pt, "probe_tol"),
                         .seed = (uint64_t)ps_point_seed(pt)};
     hs_est est[2 * HS_MAXLAYERS];
     int m_used = 0;
-    c.samples = malloc((size_t)ho.m_max * (size_t)c.hs.nblocks * sizeof(double));
-    if (!c.samples) {
+    c->samples = malloc((size_t)ho.m_max * (size_t)c->hs.nblocks * sizeof(double));
+    if (!c->samples) {
         rc = ps_errf(e, PS_ERUN, "quant_fmnist: out of memory");
         goto out;
     }
     fprintf(stderr, "plansim: quant_fmnist: Hutchinson traces on %lld images\n", (long long)hn);
-    if ((rc = hs_hutchinson(&c.hs, c.hx, c.hy, hn, &ho, est, c.samples, &m_used, e)))
+    if ((rc = hs_hutchinson(&c->hs, c->hx, c->hy, hn, &ho, est, c->samples, &m_used, e)))
         goto out;
     int64_t en = ps_point_int(pt, "exact_n");
     double exact[2 * HS_MAXLAYERS];
@@ -513,12 +652,12 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
     /* exact GN traces on the first exact_n images, and Hutchinson on the same images */
     fprintf(stderr, "plansim: quant_fmnist: exact Gauss-Newton traces on %lld images\n",
             (long long)en);
-    if ((rc = hs_gn_trace(&c.hs, c.hx, c.hy, en, exact, e)))
+    if ((rc = hs_gn_trace(&c->hs, c->hx, c->hy, en, exact, e)))
         goto out;
     if (en == hn) {
         memcpy(est_sub, est, sizeof est);
         m_sub = m_used;
-    } else if ((rc = hs_hutchinson(&c.hs, c.hx, c.hy, en, &ho, est_sub, NULL, &m_sub, e))) {
+    } else if ((rc = hs_hutchinson(&c->hs, c->hx, c->hy, en, &ho, est_sub, NULL, &m_sub, e))) {
         goto out;
     }
     double lam[QE_MAXQ];
@@ -528,8 +667,8 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
     fprintf(stderr, "plansim: quant_fmnist: lambda_max on %lld images\n", (long long)ln);
     int lam_it[QE_MAXQ];
     for (int l = 0; l < nq; l++) {
-        int blk = c.hs.layers[c.hs.quant[l]].wblock;
-        if ((rc = hs_lambda_max(&c.hs, c.hx, c.hy, ln, blk, (int)ps_point_int(pt, "lambda_iters"),
+        int blk = c->hs.layers[c->hs.quant[l]].wblock;
+        if ((rc = hs_lambda_max(&c->hs, c->hx, c->hy, ln, blk, (int)ps_point_int(pt, "lambda_iters"),
                                 ps_point_num(pt, "lambda_tol"), seed + 17 + (uint64_t)l,
                                 &lam[l], &lam_it[l], e)))
             goto out;
@@ -540,7 +679,7 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
         an = hn;
     hs_est aest[HS_MAXLAYERS + 1];
     fprintf(stderr, "plansim: quant_fmnist: activation traces on %lld images\n", (long long)an);
-    if ((rc = hs_act_trace_exact(&c.hs, c.hx, c.hy, an, aest, e)))
+    if ((rc = hs_act_trace_exact(&c->hs, c->hx, c->hy, an, aest, e)))
         goto out;
 
     /* 3. Ω tables (weights) */
@@ -548,10 +687,9 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
     om_v1 = calloc((size_t)nq * NB, sizeof(double));
     om_im = calloc((size_t)nq * NB, sizeof(double));
     double *delta = calloc((size_t)nq * NB, sizeof(double));
-    double *wbytes = calloc((size_t)nq * NB, sizeof(double));
+    wbytes = calloc((size_t)nq * NB, sizeof(double));
     if (!om_tr || !om_v1 || !om_im || !delta || !wbytes) {
         free(delta);
-        free(wbytes);
         rc = ps_errf(e, PS_ERUN, "quant_fmnist: out of memory");
         goto out;
     }
@@ -575,8 +713,8 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
         int c_lx = ps_table_add_col(t, "x", PS_COL_INT, "");
         double zmax = 0, relmax = 0;
         for (int l = 0; l < nq && !rc; l++) {
-            int blk = c.hs.layers[c.hs.quant[l]].wblock;
-            int64_t np = qe_layer_params(&c.m, l);
+            int blk = c->hs.layers[c->hs.quant[l]].wblock;
+            int64_t np = qe_layer_params(&c->m, l);
             trpp[l] = est[blk].mean / (double)np;
             double z = fabs(est_sub[blk].mean - exact[blk]) / est_sub[blk].se;
             double rel = fabs(est_sub[blk].mean - exact[blk]) / fabs(exact[blk]);
@@ -602,31 +740,31 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
             ps_table_set_i(t, r, c_lx, l + 1);
             /* Ω rows */
             psq_wspec sp = {.gran = gran};
-            int64_t cols = hs_imatrix_cols(&c.hs, l);
+            int64_t cols = hs_imatrix_cols(&c->hs, l);
             double *ex2 = malloc((size_t)cols * sizeof(double));
             float *wq = malloc((size_t)np * sizeof(float));
             double *dw = malloc((size_t)np * sizeof(double));
             if (!ex2 || !wq || !dw) {
                 rc = ps_errf(e, PS_ERUN, "quant_fmnist: out of memory");
-            } else if (cols != c.m.l[l].cols) {
+            } else if (cols != c->m.l[l].cols) {
                 rc = ps_errf(e, PS_ERUN, "quant_fmnist: %s: imatrix has %lld columns, weight %lld",
-                             lname[l], (long long)cols, (long long)c.m.l[l].cols);
+                             lname[l], (long long)cols, (long long)c->m.l[l].cols);
             } else {
-                rc = hs_imatrix(&c.hs, c.hx, hn, l, ex2, e);
+                rc = hs_imatrix(&c->hs, c->hx, hn, l, ex2, e);
             }
             for (int k = 0; k < NB && !rc; k++) {
                 sp.bits = BITS[k];
                 double d2 = 0;
-                rc = psq_fake_quant_weights(c.m.l[l].w, (size_t)c.m.l[l].rows,
-                                            (size_t)c.m.l[l].cols, &sp, wq, &d2, e);
+                rc = psq_fake_quant_weights(c->m.l[l].w, (size_t)c->m.l[l].rows,
+                                            (size_t)c->m.l[l].cols, &sp, wq, &d2, e);
                 for (int64_t j = 0; j < np; j++)
-                    dw[j] = (double)wq[j] - (double)c.m.l[l].w[j];
+                    dw[j] = (double)wq[j] - (double)c->m.l[l].w[j];
                 delta[l * NB + k] = d2;
-                wbytes[l * NB + k] = psq_weight_bytes((size_t)c.m.l[l].rows,
-                                                      (size_t)c.m.l[l].cols, &sp);
+                wbytes[l * NB + k] = psq_weight_bytes((size_t)c->m.l[l].rows,
+                                                      (size_t)c->m.l[l].cols, &sp);
                 om_tr[l * NB + k] = trpp[l] * d2;
                 om_v1[l * NB + k] = lam[l] / (double)np * d2;
-                om_im[l * NB + k] = hs_imatrix_omega(&c.hs, l, ex2, dw);
+                om_im[l * NB + k] = hs_imatrix_omega(&c->hs, l, ex2, dw);
             }
             free(ex2);
             free(wq);
@@ -640,7 +778,6 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
         ps_table_free(t);
         if (rc) {
             free(delta);
-            free(wbytes);
             goto out;
         }
         /* convergence vs probes: running mean and se per layer */
@@ -651,10 +788,10 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
         int c_s2 = ps_table_add_col(t, "se", PS_COL_DOUBLE, "");
         int c_rel = ps_table_add_col(t, "rel_to_final", PS_COL_DOUBLE, "");
         for (int l = 0; l < nq; l++) {
-            int blk = c.hs.layers[c.hs.quant[l]].wblock;
+            int blk = c->hs.layers[c->hs.quant[l]].wblock;
             double s1 = 0, s2 = 0;
             for (int j = 0; j < m_used; j++) {
-                double v = c.samples[(size_t)j * c.hs.nblocks + blk];
+                double v = c->samples[(size_t)j * c->hs.nblocks + blk];
                 s1 += v;
                 s2 += v * v;
                 int mm = j + 1;
@@ -672,42 +809,40 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
         ps_table_free(t);
     }
     free(delta);
-    if (rc) {
-        free(wbytes);
+    if (rc)
         goto out;
-    }
     mv[M_HESS_S] = ps_now_s() - t0;
 
     /* 4. exhaustive ground truth (weights) */
     t0 = ps_now_s();
-    c.acc = malloc((size_t)ncfg * sizeof(double));
-    c.loss = malloc((size_t)ncfg * sizeof(double));
-    c.aacc = malloc((size_t)ncfg * sizeof(double));
-    c.aloss = malloc((size_t)ncfg * sizeof(double));
+    c->acc = malloc((size_t)ncfg * sizeof(double));
+    c->loss = malloc((size_t)ncfg * sizeof(double));
+    c->aacc = malloc((size_t)ncfg * sizeof(double));
+    c->aloss = malloc((size_t)ncfg * sizeof(double));
     cfg_bytes = malloc((size_t)ncfg * sizeof(double));
     double *s_tr = malloc((size_t)ncfg * sizeof(double)), *s_v1 = malloc((size_t)ncfg * sizeof(double)),
            *s_im = malloc((size_t)ncfg * sizeof(double)), *dl = malloc((size_t)ncfg * sizeof(double));
-    if (!c.acc || !c.loss || !c.aacc || !c.aloss || !cfg_bytes || !s_tr || !s_v1 || !s_im || !dl) {
+    if (!c->acc || !c->loss || !c->aacc || !c->aloss || !cfg_bytes || !s_tr || !s_v1 || !s_im || !dl) {
         rc = ps_errf(e, PS_ERUN, "quant_fmnist: out of memory");
         goto out2;
     }
     qe_config fp;
     memset(&fp, 0, sizeof fp);
     double fp_acc, fp_loss;
-    if ((rc = qe_evaluate(&c.m, &fp, &c.test, &fp_acc, &fp_loss, e)))
+    if ((rc = qe_evaluate(&c->m, &fp, &c->test, &fp_acc, &fp_loss, e)))
         goto out2;
     mv[M_FP_ACC] = fp_acc;
     mv[M_FP_LOSS] = fp_loss;
     qe_sweep sw = {.mode = QE_SWEEP_WEIGHTS, .nopt = NB, .gran = gran, .label = "quant weights"};
     memcpy(sw.bits, BITS, sizeof BITS);
-    if ((rc = qe_exhaustive(&c.m, &sw, &c.test, c.acc, c.loss, e)))
+    if ((rc = qe_exhaustive(&c->m, &sw, &c->test, c->acc, c->loss, e)))
         goto out2;
     config_sums(om_tr, nq, ncfg, s_tr);
     config_sums(om_v1, nq, ncfg, s_v1);
     config_sums(om_im, nq, ncfg, s_im);
     config_sums(wbytes, nq, ncfg, cfg_bytes);
     for (long i = 0; i < ncfg; i++)
-        dl[i] = c.loss[i] - fp_loss;
+        dl[i] = c->loss[i] - fp_loss;
     int k4 = bits_index(4);
     mv[M_SPEAR] = spearman_sub(s_tr, dl, ncfg, nq, k4);
     mv[M_SPEAR_ALL] = spearman_sub(s_tr, dl, ncfg, nq, 0);
@@ -745,8 +880,8 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
             ps_table_set_d(t, r, c_v1, s_v1[i]);
             ps_table_set_d(t, r, c_im, s_im[i]);
             ps_table_set_d(t, r, c_b, cfg_bytes[i]);
-            ps_table_set_d(t, r, c_a, c.acc[i]);
-            ps_table_set_d(t, r, c_lo, c.loss[i]);
+            ps_table_set_d(t, r, c_a, c->acc[i]);
+            ps_table_set_d(t, r, c_lo, c->loss[i]);
             ps_table_set_d(t, r, c_dl, dl[i]);
             ps_table_set_i(t, r, c_min, mb);
         }
@@ -756,69 +891,20 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
     if (rc)
         goto out2;
 
-    /* 5. picks per budget */
-    if ((rc = make_problem(&probs[0], nq, om_tr, wbytes, lname, e)) ||
-        (rc = make_problem(&probs[1], nq, om_v1, wbytes, lname, e)) ||
-        (rc = make_problem(&probs[2], nq, om_im, wbytes, lname, e)))
-        goto out2;
-    {
-        psq_problem *pp[MT_N] = {&probs[0], &probs[1], &probs[2], &probs[0], &probs[0], &probs[0]};
-        int kinds[MT_N] = {0, 0, 0, 1, 2, 3};
-        regret_out ro;
-        if ((rc = budgets_run(pt, "picks", nq, ncfg, cfg_bytes, c.acc, MT_N, MNAME, pp, kinds,
-                              (int)ps_point_int(pt, "budgets"), seed,
-                              (int)ps_point_int(pt, "random_draws"), &ro, e)))
-            goto out2;
-        for (int m = 0; m < MT_N; m++) {
-            mv[M_REG0 + m] = ro.mean[m];
-            mv[M_REGMAX0 + m] = ro.max[m];
-        }
-        mv[M_V2_LE_V1] = ro.v2_le_v1;
-    }
-    /* the trace frontier with each point's measured accuracy */
-    {
-        psq_opts po = {.dims = 1u << PSQ_COST_BYTES};
-        if ((rc = psq_frontier_compute(&probs[0], NULL, &po, &fr, e)))
-            goto out2;
-        ps_table *t = ps_table_new();
-        int c_b = ps_table_add_col(t, "bytes", PS_COL_DOUBLE, "B");
-        int c_o = ps_table_add_col(t, "omega", PS_COL_DOUBLE, "");
-        int c_bs = ps_table_add_col(t, "bits", PS_COL_STR, "");
-        int c_a = ps_table_add_col(t, "acc", PS_COL_DOUBLE, "");
-        int c_lo = ps_table_add_col(t, "loss", PS_COL_DOUBLE, "");
-        for (int i = 0; i < fr.n_points; i++) {
-            psq_solution s = {.n_layers = nq, .bits = fr.bits + (size_t)i * nq};
-            long idx = sol_index(&s, nq);
-            char bs[32];
-            psq_bits_str(s.bits, nq, bs, sizeof bs);
-            size_t r = ps_table_add_row(t);
-            ps_table_set_d(t, r, c_b, fr.bytes[i]);
-            ps_table_set_d(t, r, c_o, fr.omega[i]);
-            ps_table_set_s(t, r, c_bs, bs);
-            ps_table_set_d(t, r, c_a, idx >= 0 ? c.acc[idx] : NAN);
-            ps_table_set_d(t, r, c_lo, idx >= 0 ? c.loss[idx] : NAN);
-        }
-        rc = ps_point_emit(pt, "frontier", t, e);
-        ps_table_free(t);
-        if (rc)
-            goto out2;
-    }
-
     /* 6. activations (weights at 8 bits) */
     {
         double range[QE_MAXQ];
         double pct = ps_point_num(pt, "act_percentile");
-        if ((rc = qe_calibrate(&c.m, &c.calib, pct >= 100 ? PSQ_CAL_MAX : PSQ_CAL_PERCENTILE,
+        if ((rc = qe_calibrate(&c->m, &c->calib, pct >= 100 ? PSQ_CAL_MAX : PSQ_CAL_PERCENTILE,
                                pct, range, e)))
             goto out2;
         double aerr[QE_MAXQ * NB];
-        if ((rc = qe_act_err2(&c.m, &c.calib, BITS, NB, range, aerr, e)))
+        if ((rc = qe_act_err2(&c->m, &c->calib, BITS, NB, range, aerr, e)))
             goto out2;
         om_act = calloc((size_t)nq * NB, sizeof(double));
-        double *abytes = calloc((size_t)nq * NB, sizeof(double));
+        abytes = calloc((size_t)nq * NB, sizeof(double));
         cfg_abytes = malloc((size_t)ncfg * sizeof(double));
         if (!om_act || !abytes || !cfg_abytes) {
-            free(abytes);
             rc = ps_errf(e, PS_ERUN, "quant_fmnist: out of memory");
             goto out2;
         }
@@ -835,12 +921,12 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
         for (int l = 0; l < nq; l++) {
             for (int k = 0; k < NB; k++) {
                 om_act[l * NB + k] = aest[l].per_param * aerr[l * NB + k];
-                abytes[l * NB + k] = (double)c.m.l[l].in_numel * BITS[k] / 8.0;
+                abytes[l * NB + k] = (double)c->m.l[l].in_numel * BITS[k] / 8.0;
             }
             size_t r = ps_table_add_row(t);
             ps_table_set_s(t, r, c_l, lname[l]);
             ps_table_set_i(t, r, c_x, l + 1);
-            ps_table_set_i(t, r, c_n, c.m.l[l].in_numel);
+            ps_table_set_i(t, r, c_n, c->m.l[l].in_numel);
             ps_table_set_d(t, r, c_t, aest[l].mean);
             ps_table_set_d(t, r, c_se, aest[l].se);
             ps_table_set_d(t, r, c_lo, aest[l].mean - 1.96 * aest[l].se);
@@ -851,7 +937,6 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
         rc = ps_point_emit(pt, "act_traces", t, e);
         ps_table_free(t);
         if (rc) {
-            free(abytes);
             goto out2;
         }
         qe_config a8;
@@ -860,8 +945,7 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
         for (int l = 0; l < nq; l++)
             a8.wbits[l] = 8;
         double ref_acc, ref_loss;
-        if ((rc = qe_evaluate(&c.m, &a8, &c.test, &ref_acc, &ref_loss, e))) {
-            free(abytes);
+        if ((rc = qe_evaluate(&c->m, &a8, &c->test, &ref_acc, &ref_loss, e))) {
             goto out2;
         }
         mv[M_A_FP_ACC] = ref_acc;
@@ -869,14 +953,13 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
                        .label = "quant activations"};
         memcpy(as.bits, BITS, sizeof BITS);
         memcpy(as.range, range, sizeof range);
-        if ((rc = qe_exhaustive(&c.m, &as, &c.test, c.aacc, c.aloss, e))) {
-            free(abytes);
+        if ((rc = qe_exhaustive(&c->m, &as, &c->test, c->aacc, c->aloss, e))) {
             goto out2;
         }
         config_sums(om_act, nq, ncfg, s_tr);
         config_sums(abytes, nq, ncfg, cfg_abytes);
         for (long i = 0; i < ncfg; i++)
-            dl[i] = c.aloss[i] - ref_loss;
+            dl[i] = c->aloss[i] - ref_loss;
         mv[M_A_SPEAR] = spearman_sub(s_tr, dl, ncfg, nq, k4);
         mv[M_A_SPEAR_ALL] = spearman_sub(s_tr, dl, ncfg, nq, 0);
         t = ps_table_new();
@@ -900,28 +983,14 @@ static int run(const ps_point *pt, double *mv, ps_err *e)
             ps_table_set_s(t, r, c_bits, bs);
             ps_table_set_d(t, r, c_o, s_tr[i]);
             ps_table_set_d(t, r, c_b, cfg_abytes[i]);
-            ps_table_set_d(t, r, c_a, c.aacc[i]);
-            ps_table_set_d(t, r, c_ls, c.aloss[i]);
+            ps_table_set_d(t, r, c_a, c->aacc[i]);
+            ps_table_set_d(t, r, c_ls, c->aloss[i]);
             ps_table_set_d(t, r, c_dl, dl[i]);
         }
         rc = ps_point_emit(pt, "act_configs", t, e);
         ps_table_free(t);
-        if (!rc)
-            rc = make_problem(&aprob, nq, om_act, abytes, lname, e);
-        free(abytes);
         if (rc)
             goto out2;
-        psq_problem *pp[AM_N] = {&aprob, &aprob, &aprob, &aprob};
-        int kinds[AM_N] = {0, 1, 2, 3};
-        regret_out ro;
-        if ((rc = budgets_run(pt, "act_picks", nq, ncfg, cfg_abytes, c.aacc, AM_N, ANAME, pp,
-                              kinds, (int)ps_point_int(pt, "budgets"), seed + 1000,
-                              (int)ps_point_int(pt, "random_draws"), &ro, e)))
-            goto out2;
-        for (int m = 0; m < AM_N; m++) {
-            mv[M_A_REG0 + m] = ro.mean[m];
-            mv[M_A_REGMAX0 + m] = ro.max[m];
-        }
     }
     mv[M_EXH_S] = ps_now_s() - t0;
 out2:
@@ -929,32 +998,189 @@ out2:
     free(s_v1);
     free(s_im);
     free(dl);
-    free(wbytes);
+out:
+    /* hand the tables to the base (freed by base_free; NULL after a failure) */
+    bs->nq = c->m.nq;
+    bs->ncfg = qe_nconfigs(NB, c->m.nq);
+    bs->which = which;
+    bs->om_tr = om_tr;
+    bs->om_v1 = om_v1;
+    bs->om_im = om_im;
+    bs->wbytes = wbytes;
+    bs->cfg_bytes = cfg_bytes;
+    bs->om_act = om_act;
+    bs->abytes = abytes;
+    bs->cfg_abytes = cfg_abytes;
+    return rc;
+}
+
+/* Per point: the base (computed or reused), then the budget experiments of
+ * this point's budget_kind. */
+static int run(const ps_point *pt, double *mv, ps_err *e)
+{
+    char key[sizeof g_base.key];
+    base_key(pt, key, sizeof key);
+    int rc = 0;
+    if (!g_base.valid || strcmp(key, g_base.key)) {
+        base_free(&g_base);
+        for (int i = 0; i < M_COUNT; i++)
+            g_base.mv[i] = NAN;
+        if ((rc = compute_base(pt, &g_base, e))) {
+            base_free(&g_base);
+            return rc;
+        }
+        base *b = &g_base;
+        b->bops = calloc((size_t)b->nq * NB, sizeof(double));
+        b->cfg_bops = malloc((size_t)b->ncfg * sizeof(double));
+        if (!b->bops || !b->cfg_bops) {
+            base_free(b);
+            return ps_errf(e, PS_ERUN, "quant_fmnist: out of memory");
+        }
+        double np = 0, macs = 0;
+        for (int l = 0; l < b->nq; l++) {
+            np += (double)qe_layer_params(&b->c.m, l);
+            macs += (double)qe_layer_macs(&b->c.m, l);
+            for (int k = 0; k < NB; k++)
+                b->bops[l * NB + k] = (double)qe_layer_macs(&b->c.m, l) * BITS[k] * 8.0;
+        }
+        config_sums(b->bops, b->nq, b->ncfg, b->cfg_bops);
+        b->mv[M_MODEL] = b->which;
+        b->mv[M_NPARAMS] = np;
+        b->mv[M_MACS] = macs;
+        snprintf(b->key, sizeof b->key, "%s", key);
+        b->valid = 1;
+    }
+    const base *b = &g_base;
+    memcpy(mv, b->mv, sizeof b->mv);
+    const int bk = strcmp(ps_point_str(pt, "budget_kind"), "bops") ? BK_SIZE : BK_BOPS;
+    mv[M_KIND] = bk;
+    const int nq = b->nq;
+    const char *lname[QE_MAXQ];
+    for (int l = 0; l < nq; l++)
+        lname[l] = b->c.m.l[l].name;
+    const uint64_t seed = (uint64_t)ps_point_int(pt, "model_seed");
+    const int nbud = (int)ps_point_int(pt, "budgets"), draws = (int)ps_point_int(pt, "random_draws");
+    const char *model = qe_net_name(b->which);
+    psq_problem probs[3], aprob;
+    memset(probs, 0, sizeof probs);
+    memset(&aprob, 0, sizeof aprob);
+    psq_frontier fr;
+    memset(&fr, 0, sizeof fr);
+
+    /* 5. picks per budget (weights).  The problems' cost ("bytes" slot) is
+     * this point's budget dimension: bytes, or BOPS.  Putting BOPS there
+     * (rather than in psq_option.bops with a bops budget, which the exact
+     * solver handles the same way) makes the random baseline keep the
+     * feasible draw with the most BOPS — the one that uses the budget —
+     * instead of the most bytes. */
+    const double *wcost = bk == BK_BOPS ? b->bops : b->wbytes;
+    const double *acost = bk == BK_BOPS ? b->bops : b->abytes;
+    if ((rc = make_problem(&probs[0], nq, b->om_tr, wcost, NULL, lname, e)) ||
+        (rc = make_problem(&probs[1], nq, b->om_v1, wcost, NULL, lname, e)) ||
+        (rc = make_problem(&probs[2], nq, b->om_im, wcost, NULL, lname, e)))
+        goto out;
+    {
+        psq_problem *pp[MT_N] = {&probs[0], &probs[1], &probs[2], &probs[0], &probs[0], &probs[0]};
+        int kinds[MT_N] = {0, 0, 0, 1, 2, 3};
+        regret_out ro;
+        budget_ctx bc = {.table = "picks", .model = model, .bk = bk, .nq = nq, .ncfg = b->ncfg,
+                         .cfg_bytes = b->cfg_bytes, .cfg_bops = b->cfg_bops, .acc = b->c.acc};
+        if ((rc = budgets_run(pt, &bc, MT_N, MNAME, pp, kinds, nbud, seed, draws, &ro, e)))
+            goto out;
+        for (int m = 0; m < MT_N; m++) {
+            mv[M_REG0 + m] = ro.mean[m];
+            mv[M_REGMAX0 + m] = ro.max[m];
+            if (m > 0) {
+                mv[M_DIFF0 + m] = ro.differ[m];
+                mv[M_LE0 + m] = ro.le[m];
+                mv[M_DREGV2_0 + m] = ro.dreg_v2[m];
+                mv[M_DREGM_0 + m] = ro.dreg_m[m];
+            }
+        }
+        mv[M_V2_LE_V1] = ro.v2_le_v1;
+    }
+    /* the trace frontier over this point's cost with each point's measured accuracy */
+    {
+        psq_opts po = {.dims = 1u << PSQ_COST_BYTES};
+        if ((rc = psq_frontier_compute(&probs[0], NULL, &po, &fr, e)))
+            goto out;
+        ps_table *t = ps_table_new();
+        int c_mo = ps_table_add_col(t, "model", PS_COL_STR, "");
+        int c_k = ps_table_add_col(t, "budget_kind", PS_COL_STR, "");
+        int c_b = ps_table_add_col(t, "bytes", PS_COL_DOUBLE, "B");
+        int c_bo = ps_table_add_col(t, "bops", PS_COL_DOUBLE, "");
+        int c_o = ps_table_add_col(t, "omega", PS_COL_DOUBLE, "");
+        int c_bs = ps_table_add_col(t, "bits", PS_COL_STR, "");
+        int c_a = ps_table_add_col(t, "acc", PS_COL_DOUBLE, "");
+        int c_lo = ps_table_add_col(t, "loss", PS_COL_DOUBLE, "");
+        for (int i = 0; i < fr.n_points; i++) {
+            psq_solution s = {.n_layers = nq, .bits = fr.bits + (size_t)i * nq};
+            long idx = sol_index(&s, nq);
+            char bs[32];
+            psq_bits_str(s.bits, nq, bs, sizeof bs);
+            size_t r = ps_table_add_row(t);
+            ps_table_set_s(t, r, c_mo, model);
+            ps_table_set_s(t, r, c_k, BKNAME[bk]);
+            ps_table_set_d(t, r, c_b, idx >= 0 ? b->cfg_bytes[idx] : NAN);
+            ps_table_set_d(t, r, c_bo, idx >= 0 ? b->cfg_bops[idx] : NAN);
+            ps_table_set_d(t, r, c_o, fr.omega[i]);
+            ps_table_set_s(t, r, c_bs, bs);
+            ps_table_set_d(t, r, c_a, idx >= 0 ? b->c.acc[idx] : NAN);
+            ps_table_set_d(t, r, c_lo, idx >= 0 ? b->c.loss[idx] : NAN);
+        }
+        rc = ps_point_emit(pt, "frontier", t, e);
+        ps_table_free(t);
+        if (rc)
+            goto out;
+    }
+    /* 6. activation picks (weights at 8 bits): bytes per image or BOPS */
+    if ((rc = make_problem(&aprob, nq, b->om_act, acost, NULL, lname, e)))
+        goto out;
+    {
+        psq_problem *pp[AM_N] = {&aprob, &aprob, &aprob, &aprob};
+        int kinds[AM_N] = {0, 1, 2, 3};
+        regret_out ro;
+        budget_ctx bc = {.table = "act_picks", .model = model, .bk = bk, .nq = nq,
+                         .ncfg = b->ncfg, .cfg_bytes = b->cfg_abytes, .cfg_bops = b->cfg_bops,
+                         .acc = b->c.aacc};
+        if ((rc = budgets_run(pt, &bc, AM_N, ANAME, pp, kinds, nbud, seed + 1000, draws, &ro, e)))
+            goto out;
+        for (int m = 0; m < AM_N; m++) {
+            mv[M_A_REG0 + m] = ro.mean[m];
+            mv[M_A_REGMAX0 + m] = ro.max[m];
+        }
+    }
 out:
     psq_frontier_free(&fr);
     for (int i = 0; i < 3; i++)
         psq_problem_free(&probs[i]);
     psq_problem_free(&aprob);
-    free(om_tr);
-    free(om_v1);
-    free(om_im);
-    free(om_act);
-    free(cfg_bytes);
-    free(cfg_abytes);
-    ctx_free(&c);
     return rc;
 }
 
-/* Summary: top-level spearman / spearman_all; per method objects
- * {"hawq_v2": {"regret_points", "regret_points_max", "spearman"}, ...} and the
- * transposed {"regret_points": {"hawq_v2": ...}}; activations under
- * "activations". */
+/* Summary.  Top level (what the acceptance check reads): the first point
+ * with size budgets (the first model of the sweep): spearman /
+ * spearman_all / fp_acc; per method objects {"hawq_v2": {"regret_points",
+ * "regret_points_max", "spearman"}, ...} and the transposed
+ * {"regret_points": {"hawq_v2": ...}}; activations under "activations".
+ * "bops": the same model's BOPS-budget regrets.  Every point also gets an
+ * object "<model>_<kind>" (e.g. "balanced_bops") with its fp_acc, params,
+ * spearman (trace, v1, imatrix), regret_points_<m>, regret_points_max_<m>,
+ * differ_<m>, v2_le_<m>, regret_v2_where_differ_<m>,
+ * regret_where_differ_<m>, act_regret_points_<m>. */
 static int summarize(const ps_table *pts, ps_table *out, ps_err *e)
 {
     (void)e;
+    base_free(&g_base); /* every point has run */
     if (pts->nrows < 1)
         return 0;
-    size_t r = pts->nrows - 1;
+    size_t r = 0;
+    for (size_t i = 0; i < pts->nrows; i++)
+        if (ps_table_get_d(pts, i, ps_table_col(pts, "budget_kind_code")) == BK_SIZE) {
+            r = i;
+            break;
+        }
+    const size_t r0 = r;
 #define COL(nm) ps_table_get_d(pts, r, ps_table_col(pts, nm))
     ps_summary_add(out, "spearman", "", COL("spearman"), "");
     ps_summary_add(out, "spearman_all", "", COL("spearman_all"), "");
@@ -986,6 +1212,59 @@ static int summarize(const ps_table *pts, ps_table *out, ps_err *e)
         snprintf(n, sizeof n, "act_regret_%s", ANAME[m]);
         snprintf(k, sizeof k, "regret_points_%s", ANAME[m]);
         ps_summary_add(out, "activations", k, COL(n), "points");
+    }
+    /* the same model's BOPS budgets */
+    for (size_t i = 0; i < pts->nrows; i++) {
+        r = i;
+        if (COL("budget_kind_code") != BK_BOPS ||
+            COL("model_code") != ps_table_get_d(pts, r0, ps_table_col(pts, "model_code")))
+            continue;
+        for (int m = 0; m < MT_N; m++) {
+            char n[64], k[64];
+            snprintf(n, sizeof n, "regret_%s", MNAME[m]);
+            snprintf(k, sizeof k, "regret_points_%s", MNAME[m]);
+            ps_summary_add(out, "bops", k, COL(n), "points");
+            snprintf(n, sizeof n, "regret_max_%s", MNAME[m]);
+            snprintf(k, sizeof k, "regret_points_max_%s", MNAME[m]);
+            ps_summary_add(out, "bops", k, COL(n), "points");
+        }
+        ps_summary_add(out, "bops", "budgets_v2_le_v1", COL("budgets_v2_le_v1"), "");
+        break;
+    }
+    /* every point */
+    for (r = 0; r < pts->nrows; r++) {
+        int mc = (int)COL("model_code"), kc = (int)COL("budget_kind_code");
+        if (mc < 0 || mc > QE_NET_BALANCED || kc < 0 || kc > 1)
+            continue;
+        char obj[64];
+        snprintf(obj, sizeof obj, "%s_%s", qe_net_name((qe_net)mc), BKNAME[kc]);
+        ps_summary_add(out, obj, "fp_acc", COL("fp_acc"), "");
+        ps_summary_add(out, obj, "params", COL("params"), "");
+        ps_summary_add(out, obj, "spearman", COL("spearman"), "");
+        ps_summary_add(out, obj, "spearman_v1", COL("spearman_v1"), "");
+        ps_summary_add(out, obj, "spearman_imatrix", COL("spearman_imatrix"), "");
+        ps_summary_add(out, obj, "budgets_v2_le_v1", COL("budgets_v2_le_v1"), "");
+        for (int m = 0; m < MT_N; m++) {
+            static const char *const pre[][2] = {
+                {"regret_", "regret_points_"},       {"regret_max_", "regret_points_max_"},
+                {"differ_", "differ_"},              {"v2_le_", "v2_le_"},
+                {"regret_v2_where_differ_", "regret_v2_where_differ_"},
+                {"regret_where_differ_", "regret_where_differ_"}};
+            for (int j = 0; j < 6; j++) {
+                if (m == 0 && j >= 2)
+                    break;
+                char n[96], k[96];
+                snprintf(n, sizeof n, "%s%s", pre[j][0], MNAME[m]);
+                snprintf(k, sizeof k, "%s%s", pre[j][1], MNAME[m]);
+                ps_summary_add(out, obj, k, COL(n), j == 2 || j == 3 ? "" : "points");
+            }
+        }
+        for (int m = 0; m < AM_N; m++) {
+            char n[64], k[64];
+            snprintf(n, sizeof n, "act_regret_%s", ANAME[m]);
+            snprintf(k, sizeof k, "act_regret_points_%s", ANAME[m]);
+            ps_summary_add(out, obj, k, COL(n), "points");
+        }
     }
 #undef COL
     return 0;

@@ -634,10 +634,67 @@ int qe_act_err2(const qe_model *m, const qe_data *d, const int *bits, int nopt,
 
 /* ------------------------------------------------------------------ training */
 
+cnn_config qe_config_balanced(void)
+{
+    cnn_config c = cnn_config_default();
+    c.ksize = 5;
+    c.ch[0] = 32;
+    c.ch[1] = 16;
+    c.hidden = 32;
+    return c;
+}
+
+cnn_config qe_net_config(qe_net n)
+{
+    return n == QE_NET_SMALL      ? cnn_config_small()
+           : n == QE_NET_BALANCED ? qe_config_balanced()
+                                  : cnn_config_default();
+}
+
+const char *qe_net_name(qe_net n)
+{
+    return n == QE_NET_SMALL ? "small" : n == QE_NET_BALANCED ? "balanced" : "default";
+}
+
+int qe_net_parse(const char *s, qe_net *n, ps_err *e)
+{
+    for (int i = 0; i <= QE_NET_BALANCED; i++)
+        if (s && !strcmp(s, qe_net_name((qe_net)i))) {
+            *n = (qe_net)i;
+            return 0;
+        }
+    return ps_errf(e, PS_EINPUT, "model: \"%s\" (expected default, small or balanced)",
+                   s ? s : "(null)");
+}
+
+int64_t qe_layer_macs(const qe_model *m, int q)
+{
+    const qe_layer *L = &m->l[q];
+    if (L->is_conv)
+        return (int64_t)L->h_in * L->w_in * L->rows * L->cols;
+    return L->rows * L->cols;
+}
+
+double qe_bops(const qe_model *m, const int *wbits, const int *abits)
+{
+    double s = 0;
+    for (int q = 0; q < m->nq; q++)
+        s += (double)qe_layer_macs(m, q) * wbits[q] * abits[q];
+    return s;
+}
+
 int qe_train_or_load(const char *path, int quick, uint64_t seed, int64_t train_n, cnn *net,
                      int *trained, ps_err *e)
 {
-    cnn_config c = quick ? cnn_config_small() : cnn_config_default();
+    return qe_train_or_load_net(path, quick ? QE_NET_SMALL : QE_NET_DEFAULT, seed, train_n, net,
+                                trained, e);
+}
+
+int qe_train_or_load_net(const char *path, qe_net which, uint64_t seed, int64_t train_n,
+                         cnn *net, int *trained, ps_err *e)
+{
+    int quick = which == QE_NET_SMALL;
+    cnn_config c = qe_net_config(which);
     int64_t batch = quick ? 32 : 128;
     if (trained)
         *trained = 0;

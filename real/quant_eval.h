@@ -118,6 +118,26 @@ long qe_nconfigs(int nopt, int nq);
 /* Decode idx into k[nq]. */
 void qe_config_decode(long idx, int nopt, int nq, int *k);
 
+/* The networks of the study.  default: cnn_config_default() (fc1 holds 95%
+ * of the quantized weights); small: cnn_config_small() (quick);
+ * balanced: qe_config_balanced(), conv5x5(32)-BN-ReLU-pool,
+ * conv5x5(16)-BN-ReLU-pool, fc 784->32-ReLU, fc 32->10, whose quantized
+ * layers hold 800 / 12,800 / 25,088 / 320 weights (the two middle layers
+ * within 2x; the first and last are inevitably smaller).  cnn_config has
+ * one kernel size for every block, hence 5x5 for both convs. */
+typedef enum { QE_NET_DEFAULT = 0, QE_NET_SMALL = 1, QE_NET_BALANCED = 2 } qe_net;
+cnn_config qe_config_balanced(void);
+cnn_config qe_net_config(qe_net n);
+const char *qe_net_name(qe_net n); /* "default", "small", "balanced" */
+/* "default" | "small" | "balanced"; else PS_EINPUT naming the value. */
+int qe_net_parse(const char *s, qe_net *n, ps_err *e);
+
+/* Multiply-accumulates of quantized layer q per image: conv (stride 1,
+ * pad k/2, before pooling) h_in·w_in·c_out·c_in·k², linear rows·cols. */
+int64_t qe_layer_macs(const qe_model *m, int q);
+/* Bit operations (HAWQ-V3): Σ_q MACs_q · wbits[q] · abits[q] per image. */
+double qe_bops(const qe_model *m, const int *wbits, const int *abits);
+
 /* Train the CNN from seed (full: cnn_config_default, 60000 images, 4 epochs,
  * batch 128, AdamW lr 2e-3 cosine — the settings of `plansim real train`;
  * quick: cnn_config_small, 2000 images, 2 epochs, batch 32, lr 3e-3;
@@ -127,5 +147,11 @@ void qe_config_decode(long idx, int nopt, int nq, int *k);
  * CPU in F32; *trained (may be NULL) tells which happened. */
 int qe_train_or_load(const char *path, int quick, uint64_t seed, int64_t train_n, cnn *net,
                      int *trained, ps_err *e);
+/* The same for any of the networks: small trains with the quick settings,
+ * default and balanced with the full ones (4 epochs, batch 128, lr 2e-3;
+ * train_n ≤ 0: 60000 images, 2000 for small).  qe_train_or_load(quick) is
+ * qe_train_or_load_net(quick ? QE_NET_SMALL : QE_NET_DEFAULT). */
+int qe_train_or_load_net(const char *path, qe_net which, uint64_t seed, int64_t train_n,
+                         cnn *net, int *trained, ps_err *e);
 
 #endif

@@ -2,7 +2,8 @@
  * forward (batch norm with non-trivial running statistics), the tree sweep
  * against one-at-a-time evaluation of every configuration, 8-bit fake-quant
  * close to float, activation calibration against a direct maximum, the
- * pixel-domain input quantizer, and the index decoding. */
+ * pixel-domain input quantizer, the index decoding, MACs / BOPS per layer
+ * by hand, and the networks' parameter counts (balanced included). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -370,6 +371,131 @@ static void test_decode(void **st)
     assert_int_equal(qe_nconfigs(8, 12), -1);
 }
 
+/* MACs per layer by hand: conv (stride 1, pad k/2, before pooling)
+ * H·W·c_out·c_in·k², linear out·in; their sum is half of cnn_flops_fwd's
+ * forward count at batch 1 (2 flops per multiply-add); BOPS = Σ MACs·bw·ba. */
+static void check_macs(const cnn_config *c, const int64_t want[4])
+{
+    cnn net;
+    ps_err e = {0};
+    if (cnn_init(&net, c, rt_cpu(), RT_F32, 2, 3, &e))
+        fail_msg("cnn_init: %s", e.msg);
+    qe_model m;
+    if (qe_model_from_cnn(&m, &net, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(m.nq, 4);
+    double sum = 0;
+    for (int q = 0; q < 4; q++) {
+        assert_int_equal(qe_layer_macs(&m, q), want[q]);
+        sum += (double)want[q];
+    }
+    assert_true(fabs(2 * sum - cnn_flops_fwd(c, 1)) < 0.5);
+    int wb[4] = {2, 3, 4, 8}, ab[4] = {8, 8, 8, 8}, ab2[4] = {8, 6, 4, 2};
+    double b1 = (double)want[0] * 2 * 8 + (double)want[1] * 3 * 8 + (double)want[2] * 4 * 8 +
+                (double)want[3] * 8 * 8;
+    double b2 = (double)want[0] * 2 * 8 + (double)want[1] * 3 * 6 + (double)want[2] * 4 * 4 +
+                (double)want[3] * 8 * 2;
+    assert_true(qe_bops(&m, wb, ab) == b1);
+    assert_true(qe_bops(&m, wb, ab2) == b2);
+    qe_model_free(&m);
+    cnn_free(&net);
+}
+
+static void test_macs_bops(void **st)
+{
+    (void)st;
+    /* default: conv3x3 1->32 on 28x28, conv3x3 32->64 on 14x14, 3136->128, 128->10 */
+    cnn_config d = cnn_config_default();
+    const int64_t wd[4] = {28 * 28 * 32 * 1 * 9, 14 * 14 * 64 * 32 * 9, 3136 * 128, 128 * 10};
+    assert_int_equal(wd[0], 225792);
+    assert_int_equal(wd[1], 3612672);
+    check_macs(&d, wd);
+    /* balanced: conv5x5 1->32 on 28x28, conv5x5 32->16 on 14x14, 784->32, 32->10 */
+    cnn_config b = qe_config_balanced();
+    const int64_t wb[4] = {28 * 28 * 32 * 25, 14 * 14 * 16 * 32 * 25, 784 * 32, 32 * 10};
+    assert_int_equal(wb[0], 627200);
+    assert_int_equal(wb[1], 2508800);
+    check_macs(&b, wb);
+    /* small: 3x3 1->8, 8->16, 784->32, 32->10 */
+    cnn_config s = cnn_config_small();
+    const int64_t ws[4] = {28 * 28 * 8 * 9, 14 * 14 * 16 * 8 * 9, 784 * 32, 32 * 10};
+    check_macs(&s, ws);
+}
+
+/* The balanced network: 800 / 12,800 / 25,088 / 320 quantized weights (the
+ * two big layers within 2x, no layer above 65% of the total, against 95%
+ * for fc1 in the default one); names and parsing of the nets. */
+static void test_balanced_params(void **st)
+{
+    (void)st;
+    const qe_net nets[3] = {QE_NET_DEFAULT, QE_NET_BALANCED, QE_NET_SMALL};
+    const int64_t want[3][4] = {{288, 18432, 401408, 1280}, {800, 12800, 25088, 320},
+                                {72, 1152, 25088, 320}};
+    const double maxfrac[3] = {0.96, 0.65, 0.95};
+    for (int i = 0; i < 3; i++) {
+        cnn_config c = qe_net_config(nets[i]);
+        ps_err e = {0};
+        if (cnn_config_check(&c, &e))
+            fail_msg("%s", e.msg);
+        cnn net;
+        if (cnn_init(&net, &c, rt_cpu(), RT_F32, 1, 1, &e))
+            fail_msg("%s", e.msg);
+        qe_model m;
+        if (qe_model_from_cnn(&m, &net, &e))
+            fail_msg("%s", e.msg);
+        double tot = 0, mx = 0;
+        for (int q = 0; q < 4; q++) {
+            assert_int_equal(qe_layer_params(&m, q), want[i][q]);
+            tot += (double)want[i][q];
+            mx = fmax(mx, (double)want[i][q]);
+        }
+        if (!(mx / tot < maxfrac[i]))
+            fail_msg("%s: largest layer %.3f of the weights", qe_net_name(nets[i]), mx / tot);
+        qe_net back;
+        if (qe_net_parse(qe_net_name(nets[i]), &back, &e))
+            fail_msg("%s", e.msg);
+        assert_int_equal(back, nets[i]);
+        qe_model_free(&m);
+        cnn_free(&net);
+    }
+    /* default: fc1 is 95.2% of the weights */
+    assert_true(401408.0 / (288 + 18432 + 401408 + 1280) > 0.95);
+    assert_true(12800.0 * 2 >= 25088);
+    qe_net n;
+    ps_err e = {0};
+    assert_int_equal(qe_net_parse("big", &n, &e), PS_EINPUT);
+    assert_non_null(strstr(e.msg, "model"));
+    assert_non_null(strstr(e.msg, "big"));
+}
+
+/* qe_train_or_load_net loads a saved balanced network without training and
+ * does not take a file of another config for it. */
+static void test_load_balanced(void **st)
+{
+    (void)st;
+    cnn_config c = qe_config_balanced();
+    cnn net;
+    ps_err e = {0};
+    if (cnn_init(&net, &c, rt_cpu(), RT_F32, 1, 9, &e))
+        fail_msg("%s", e.msg);
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/test_quant_eval_bal_%d.bin", (int)getpid());
+    if (cnn_save(&net, path, "test", &e))
+        fail_msg("%s", e.msg);
+    cnn back;
+    int trained = -1;
+    if (qe_train_or_load_net(path, QE_NET_BALANCED, 1, 0, &back, &trained, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(trained, 0);
+    assert_int_equal(back.cfg.ksize, 5);
+    for (int i = 0; i < net.nparams; i++)
+        assert_memory_equal(back.params[i].w.data, net.params[i].w.data,
+                            rt_tensor_bytes(&net.params[i].w));
+    remove(path);
+    cnn_free(&back);
+    cnn_free(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,6 +503,8 @@ int main(void)
         cmocka_unit_test(test_8bit_close),       cmocka_unit_test(test_calibrate),
         cmocka_unit_test(test_input_quant),      cmocka_unit_test(test_act_err2),
         cmocka_unit_test(test_load_cached),      cmocka_unit_test(test_decode),
+        cmocka_unit_test(test_macs_bops),        cmocka_unit_test(test_balanced_params),
+        cmocka_unit_test(test_load_balanced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
