@@ -766,6 +766,8 @@ static const ps_verb verbs[] = {
     {"bench", "time simulating a plan of 64 stages x 1024 micro-batches", cmd_bench},
     {"plan-bench", "search time of the planners on the paper models (GraphPipe vs PipeDream vs Piper)",
      pp_cli_plan_bench},
+    {"import", "convert a peer planner's graph (PipeDream graph.txt, Piper JSON) to a model",
+     pp_cli_import},
     {"replay", "execute a plan for real on pinned CPU workers; measured vs predicted",
      pp_cli_replay},
     {NULL, NULL, NULL}};

@@ -17,6 +17,13 @@ extern const ps_noun ps_noun_pipeline;
 int pp_cli_plan(int argc, char **argv);
 /* `plansim pipeline plan-bench` (experiments/cli_pipeline_plan.c). */
 int pp_cli_plan_bench(int argc, char **argv);
+/* `plansim pipeline import --format pipedream|piper FILE -o M.json`
+ * (experiments/cli_pipeline_import.c). */
+int pp_cli_import(int argc, char **argv);
+/* The "source" of a model file written by the import verb: format
+ * ("pipedream", "piper"; "" when none or unreadable) and batch (0 when
+ * none).  Never fails: a bad file is reported later by the model loader. */
+void pp_cli_model_source(const char *model_path, char *format, size_t n, double *batch);
 /* `plansim pipeline replay` (experiments/cli_pipeline_replay.c). */
 int pp_cli_replay(int argc, char **argv);
 
