@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "experiments/cli_pipeline.h"
+#include "sim/pipeline/import.h"
 #include "sim/pipeline/planner.h"
 
 static void plan_help(void)
@@ -30,7 +31,8 @@ static void plan_help(void)
         "  --schedule 1f1b|gpipe|zb-h1     simulated schedule (default 1f1b; GraphPipe's on DAGs)\n"
         "  --time-limit S      give up a search after S seconds\n"
         "pipedream:\n"
-        "  --pipedream-cost plansim|pipedream  plansim (default): PipeDream's search space as\n"
+        "  --cost plansim|pipedream (= --pipedream-cost)  plansim (default; pipedream for a\n"
+        "                      model imported from a PipeDream profile): PipeDream's search space as\n"
         "                      the GraphPipe paper ran it (the model linearized into its op\n"
         "                      sequence, contiguous stages with replication, 1F1B) scored with\n"
         "                      plansim's cost model, like graphpipe; pipedream: its optimizer's\n"
@@ -41,9 +43,22 @@ static void plan_help(void)
         "  --pipedream-memory  its memory constraint (stash of ceil((M-m)/m') minibatches)\n"
         "  --pipedream-first-source  start states at the first source only (PipeDream's own\n"
         "                      behaviour on multi-input graphs)\n"
-        "  --pipedream-bandwidth BPS   (default: the cluster link between stages)\n"
+        "  --bandwidth BPS (= --pipedream-bandwidth)  bytes/s of the stage links in pipedream's\n"
+        "                      and piper's cost (default: the cluster link between stages; for\n"
+        "                      an imported PipeDream profile, PipeDream's default 1e9)\n"
+        "imported PipeDream profiles (plansim pipeline import --format pipedream) plan with\n"
+        "PipeDream's optimizer defaults: --cost pipedream, --bandwidth 1e9, first-source start,\n"
+        "antichain states (up to 250000, else linearized with a note), micro-batch = the\n"
+        "profiled batch; --cluster defaults to summit (it\n"
+        "only serves the simulation).  bottleneck_stage_time_s is then PipeDream's \"time per\n"
+        "stage in pipeline\" (seconds per profiled minibatch).\n"
         "piper:\n"
         "  --piper-max-ideals N   stop beyond N downsets (default 40000, Piper's own limit)\n"
+        "  --cost piper|seconds|plansim  on a Piper import: piper (default) = Piper's own DP\n"
+        "                      exactly (TMPCs, the file's units, bandwidth, memory; objective =\n"
+        "                      Piper's time per micro-batch); seconds = timePerSample corrected\n"
+        "                      to seconds on the cluster's link and memory; plansim = plansim's\n"
+        "                      formula (docs/peer-graphs.md)\n"
         "exhaustive:\n"
         "  --sp-aligned        only plans whose stages are series-parallel intervals\n"
         "\n"
@@ -78,6 +93,8 @@ enum {
     O_PIPERMAX,
     O_SPALIGNED,
     O_PDCOST,
+    O_COST,
+    O_BW,
 };
 
 static void set_num(json_t *j, const char *k, double v)
@@ -111,11 +128,13 @@ int pp_cli_plan(int argc, char **argv)
         {"piper-max-ideals", required_argument, 0, O_PIPERMAX},
         {"sp-aligned", no_argument, 0, O_SPALIGNED},
         {"pipedream-cost", required_argument, 0, O_PDCOST},
+        {"cost", required_argument, 0, O_COST},
+        {"bandwidth", required_argument, 0, O_BW},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *model = NULL, *builtin = NULL, *cluster = NULL, *planner = NULL, *out = NULL;
     const char *trace = NULL, *select = "sim", *opt = "adam", *sched = NULL, *pdstates = "auto";
-    const char *pdcost = "plansim";
+    const char *pdcost = NULL, *pdstates_given = NULL;
     long devices = 0, micro = 0, mini = 128, branches = 0, pipermax = 0;
     double tlimit = 0, pdbw = 0;
     int json = 0, pdcomm = 0, pdmem = 0, pdfirst = 0, spal = 0, c;
@@ -139,11 +158,13 @@ int pp_cli_plan(int argc, char **argv)
         case O_OPT: opt = optarg; break;
         case O_SCHED: sched = optarg; break;
         case O_TLIMIT: bad = ps_cli_double(argv[0], "--time-limit", optarg, &tlimit); break;
-        case O_PDSTATES: pdstates = optarg; break;
+        case O_PDSTATES: pdstates = pdstates_given = optarg; break;
         case O_PDCOMM: pdcomm = 1; break;
         case O_PDMEM: pdmem = 1; break;
         case O_PDFIRST: pdfirst = 1; break;
         case O_PDBW: bad = ps_cli_double(argv[0], "--pipedream-bandwidth", optarg, &pdbw); break;
+        case O_BW: bad = ps_cli_double(argv[0], "--bandwidth", optarg, &pdbw); break;
+        case O_COST: pdcost = optarg; break;
         case O_PIPERMAX:
             bad = ps_cli_long(argv[0], "--piper-max-ideals", optarg, &pipermax);
             break;
@@ -159,8 +180,36 @@ int pp_cli_plan(int argc, char **argv)
         return ps_cli_usage(argv[0], "unexpected argument '%s'", argv[optind]);
     if (!!model == !!builtin)
         return ps_cli_usage(argv[0], "give --model M.json or --builtin NAME (one of them)");
+    /* A model imported from a peer's graph (plansim pipeline import) says
+     * so in "source"; PipeDream's profiles then plan by default as
+     * PipeDream's optimizer does (docs/peer-graphs.md). */
+    char src_format[32] = "";
+    double src_batch = 0;
+    if (model)
+        pp_cli_model_source(model, src_format, sizeof src_format, &src_batch);
+    int pd_import = !strcmp(src_format, "pipedream");
+    if (!cluster && src_format[0])
+        cluster = "summit"; /* imported graphs: the cluster only serves the simulation */
     if (!cluster)
         return ps_cli_usage(argv[0], "--cluster is required (summit, dgx-h100 or a file)");
+    if (pdbw < 0 || (pdbw > 0 && !isfinite(pdbw)))
+        return ps_cli_usage(argv[0], "--bandwidth: need a finite number of bytes/s > 0");
+    int cost_given = pdcost != NULL;
+    if (!pdcost)
+        pdcost = pd_import ? "pipedream" : "plansim";
+    int pd_own = !strcmp(pdcost, "pipedream") && pp_planner_parse(planner) == PP_PLANNER_PIPEDREAM;
+    if (pd_import && pd_own) {
+        /* PipeDream's defaults: its 1 GB/s, its start at the first source,
+         * every antichain state, one micro-batch of the profiled size */
+        if (pdbw == 0)
+            pdbw = PP_PD_DEFAULT_BANDWIDTH_BPS;
+        pdfirst = 1;
+        if (!pdstates_given)
+            pdstates = "auto"; /* antichain states up to 250000 (below) */
+        if (micro == 0 && src_batch >= 1 && src_batch == floor(src_batch) &&
+            (long)src_batch <= mini && mini % (long)src_batch == 0)
+            micro = (long)src_batch;
+    }
     if (devices < 1 || devices > PP_PC_MAX_DEVICES)
         return ps_cli_usage(argv[0], "--devices: need 1..%d", PP_PC_MAX_DEVICES);
     pp_planner_kind pk = pp_planner_parse(planner);
@@ -189,16 +238,28 @@ int pp_cli_plan(int argc, char **argv)
         po.pd_states = PP_PD_STATES_TOPO;
     else
         return ps_cli_usage(argv[0], "--pipedream-states: auto, antichain or topo");
-    if (!strcmp(pdcost, "plansim"))
+    /* piper on a Piper import (P2): --cost piper = Piper's own DP with the
+     * file's units and settings (the default), seconds = units corrected and
+     * the cluster's link and memory, plansim (given) = plansim's formula */
+    if (!strcmp(pdcost, "piper") || !strcmp(pdcost, "seconds")) {
         po.pd_cost = PP_PD_COST_PLANSIM;
-    else if (!strcmp(pdcost, "pipedream"))
+        po.piper_cost = !strcmp(pdcost, "piper") ? PP_PIPER_COST_AUTO : PP_PIPER_COST_SECONDS;
+    } else if (!strcmp(pdcost, "plansim")) {
+        po.pd_cost = PP_PD_COST_PLANSIM;
+        if (cost_given)
+            po.piper_cost = PP_PIPER_COST_PLANSIM;
+    } else if (!strcmp(pdcost, "pipedream"))
         po.pd_cost = PP_PD_COST_PIPEDREAM;
     else
-        return ps_cli_usage(argv[0], "--pipedream-cost: plansim or pipedream");
+        return ps_cli_usage(argv[0],
+                            "--cost (--pipedream-cost): plansim, pipedream, piper or seconds");
+    if (pd_import && pd_own && !pdstates_given)
+        po.pd_auto_states = 250000; /* inception_v3 has 221,564; beyond: linearized, noted */
     po.pd_activation_comm = pdcomm;
     po.pd_memory_constraint = pdmem;
     po.pd_first_source_only = pdfirst;
     po.pd_bandwidth_Bps = pdbw;
+    po.piper_bandwidth_Bps = pdbw;
     po.piper_max_ideals = pipermax;
     po.ex_sp_aligned = spal;
     po.time_limit_s = tlimit;
@@ -231,6 +292,13 @@ int pp_cli_plan(int argc, char **argv)
         json_object_set_new(j, "planner", json_string(pp_planner_name(pk)));
         json_object_set_new(j, "feasible", json_boolean(r.feasible));
         json_object_set_new(j, "devices", json_integer(devices));
+        json_object_set_new(j, "cluster", json_string(cluster));
+        if (pk == PP_PLANNER_PIPEDREAM)
+            json_object_set_new(j, "cost", json_string(pdcost));
+        if (pdbw > 0)
+            json_object_set_new(j, "bandwidth_Bps", json_real(pdbw));
+        if (src_format[0])
+            json_object_set_new(j, "model_source", json_string(src_format));
         if (r.feasible)
             pp_cli_result_json(&sr, plan, j);
         set_num(j, "throughput_samples_per_s", r.feasible ? r.throughput_samples_per_s : NAN);

@@ -36,6 +36,7 @@ struct pp_model {
     /* id -> index, open addressing (size a power of two, -1 = empty) */
     int *hash;
     size_t hcap;
+    json_t *piper; /* the "piper" extension (a Piper instance), or NULL */
 };
 
 static int nomem(ps_err *e)
@@ -114,6 +115,8 @@ void pp_model_free(pp_model *m)
     free(m->ops);
     free(m->hash);
     free(m->name);
+    if (m->piper)
+        json_decref(m->piper);
     free(m);
 }
 
@@ -647,7 +650,7 @@ static int parse_measured(const json_t *j, const char *where, pp_measured *ms, p
 pp_model *pp_model_from_json(const json_t *doc, const char *what, ps_err *e)
 {
     static const char *const top_keys[] = {"name", "ops", "description", "source", "generator",
-                                           NULL};
+                                           "piper", NULL};
     static const char *const common_keys[] = {"id", "kind", "inputs", "param_bytes", "out_bytes",
                                               "act_bytes", "measured", "parts", NULL};
     if (!what)
@@ -777,11 +780,36 @@ pp_model *pp_model_from_json(const json_t *doc, const char *what, ps_err *e)
     }
     if (!rc && (rc = pp_model_finish(m, e)))
         ps_err_prefix(e, "%s: ", what);
+    if (!rc && json_object_get(doc, "piper")) {
+        /* kept verbatim; sim/pipeline/piper_dp.c validates it when planning */
+        json_t *jp = json_object_get(doc, "piper");
+        if (!json_is_object(jp))
+            rc = ps_errf(e, PS_EINPUT, "%s: $.piper: expected an object (a Piper instance)", what);
+        else
+            m->piper = json_deep_copy(jp);
+    }
     if (rc) {
         pp_model_free(m);
         return NULL;
     }
     return m;
+}
+
+const json_t *pp_model_piper(const pp_model *m)
+{
+    return m->piper;
+}
+
+int pp_model_set_piper(pp_model *m, const json_t *piper, ps_err *e)
+{
+    if (piper && !json_is_object(piper))
+        return ps_errf(e, PS_EINPUT, "model: the piper extension must be an object");
+    if (m->piper)
+        json_decref(m->piper);
+    m->piper = piper ? json_deep_copy(piper) : NULL;
+    if (piper && !m->piper)
+        return nomem(e);
+    return 0;
 }
 
 pp_model *pp_model_load(const char *path, ps_err *e)
@@ -843,6 +871,8 @@ json_t *pp_model_to_json(const pp_model *m)
         json_array_append_new(ops, j);
     }
     json_object_set_new(doc, "ops", ops);
+    if (m->piper)
+        json_object_set_new(doc, "piper", json_deep_copy(m->piper));
     return doc;
 }
 

@@ -127,6 +127,12 @@ int pp_model_find(const pp_model *m, const char *id);
 int pp_model_nedges(const pp_model *m);
 /* Sum of param_bytes over all ops. */
 double pp_model_param_bytes(const pp_model *m);
+/* The optional top-level "piper" extension of an imported Piper input (the
+ * Piper instance: TMPCs per tensor-parallel degree, edge costs, its
+ * bandwidth, memory and micro-batch count; sim/pipeline/piper_dp.h), kept
+ * verbatim and saved back; NULL when absent.  Set copies it (NULL clears). */
+const json_t *pp_model_piper(const pp_model *m);
+int pp_model_set_piper(pp_model *m, const json_t *piper, ps_err *e);
 
 /* ---- costs ---- */
 

@@ -221,11 +221,18 @@ typedef struct pp_popts {
                                    consumer (its quirk on multi-input graphs);
                                    0: states start from every source, as if a
                                    zero-cost input fed them all */
+    int pd_window;              /* PipeDream's own cost, default settings only (no
+                                   memory, comm, straight, fewer-machines):
+                                   0 = auto (the C-window search when there are
+                                   more than 20000 states), 1 = always, -1 = never.
+                                   The same optimum (planner_pipedream.c) */
 
     /* piper */
     long piper_max_ideals;      /* downsets budget; 0 = 40,000 (Piper's IDEALS_LIMIT) */
     long long piper_max_pairs;  /* (ideal, sub-ideal) pairs budget; 0 = 50,000,000 */
     double piper_bandwidth_Bps; /* 0 = pcluster p2p beta */
+    int piper_cost;             /* PP_PIPER_COST_*: which cost model piper uses
+                                   (sim/pipeline/piper_dp.h) */
 
     /* exhaustive */
     int ex_sp_aligned;          /* 1: only plans whose stages are SP intervals */
@@ -236,6 +243,16 @@ typedef struct pp_popts {
 } pp_popts;
 
 void pp_popts_default(pp_popts *o, pp_planner_kind k, int minibatch);
+
+/* piper_cost: on a model imported from Piper's input (it carries the Piper
+ * instance: pp_model_piper), AUTO runs Piper's own DP exactly as Piper does
+ * (TMPCs, tensor and data parallelism, the file's bandwidth, memory and
+ * micro-batch count, timePerSample in the file's unit: Piper's numbers);
+ * SECONDS runs the same DP with timePerSample corrected to seconds and the
+ * cluster's stage link and memory per device; PLANSIM ignores the instance
+ * and uses plansim's shared formula (planner_piper.c).  Models without a
+ * Piper instance always use PLANSIM. */
+enum { PP_PIPER_COST_AUTO = 0, PP_PIPER_COST_PLANSIM = 1, PP_PIPER_COST_SECONDS = 2 };
 
 typedef struct pp_pstage {
     int nops;

@@ -10,6 +10,7 @@
 
 #include "common/util.h"
 #include "sim/pipeline/planner_impl.h"
+#include "sim/pipeline/piper_dp.h"
 
 /* ---------------------------------------------------------- model side */
 
@@ -376,7 +377,11 @@ int pp_plan_point(const pp_point_spec *s, pp_point_result *out, ps_err *e)
     o.microbatch = s->microbatch;
     pp_sim_opts so = {.cm = cm};
     int cand[32], nc = 1;
-    if (s->microbatch == 0 && s->select_by_sim)
+    /* a Piper-imported model under Piper's cost model: its DP does not
+     * depend on b (one sample is one Piper micro-batch), so it runs once */
+    int piper_exact = o.planner == PP_PLANNER_PIPER && pp_model_piper(m) &&
+                      o.piper_cost != PP_PIPER_COST_PLANSIM;
+    if (s->microbatch == 0 && s->select_by_sim && !piper_exact)
         nc = pp_microbatch_candidates(s->minibatch, 0, cand);
     else
         cand[0] = s->microbatch;
@@ -387,7 +392,8 @@ int pp_plan_point(const pp_point_spec *s, pp_point_result *out, ps_err *e)
     for (int i = 0; i < nc && !rc; i++) {
         o.microbatch = cand[i];
         pp_presult r;
-        rc = pp_planner_run(g, &pc, &o, &r, e);
+        rc = piper_exact ? pp_piper_plan_model(m, g, &pc, &o, &r, e)
+                         : pp_planner_run(g, &pc, &o, &r, e);
         if (rc)
             break;
         search += r.search_time_s;

@@ -30,7 +30,10 @@
  * (--use_memory_constraint) drops stages whose stash
  * ceil((M - (m+1)) / m') (act + W) exceeds the memory.  Ties keep the first
  * candidate found (strict <), as the Python does; the bottleneck value does
- * not depend on that. */
+ * not depend on that.
+ *
+ * Beyond 20000 states (pd_window) the same optimum comes from the C-window
+ * search below (pd_window_dp; docs/peer-graphs.md has the argument). */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -242,6 +245,219 @@ static int cmp_sz(const void *a, const void *b)
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+
+/* ---- the C-window search (exact; PipeDream's default settings) ----
+ *
+ * Two facts make the O(S^2 M^2) recurrence above prunable without changing
+ * its optimum:
+ *  (1) the ancestors of a state in the state DAG are exactly the states that
+ *      are proper subsets of it (from k, add a minimal op of j \ k with a
+ *      predecessor in k — one exists on j's own path from the start — and
+ *      repeat), so candidates can be drawn from all states by a subset test;
+ *  (2) a stage on m' machines takes at least its compute / m' (the
+ *      all-reduce term is >= 0), and A[k][x] >= C_k / (x+1) (the bottleneck
+ *      is at least the average over the x+1 machines, every plan using all of
+ *      them).  So for (j, m, m') only splits k with
+ *          C_j - m' v < C_k < (x+1) v,   x = m - m',
+ *      can beat the best value v found so far.
+ * States are sorted by C once; each (j, m, m') starts at the balanced split
+ * C_k = C_j (x+1)/(m+1) and scans down and up until those bounds (which
+ * shrink as v falls) stop it.  Only strictly better candidates replace the
+ * incumbent (the Python's rule); the minimum is the reference loops' (the
+ * tests compare the two on every peer profile and on random DAGs). */
+typedef struct cpair {
+    double c;
+    int pos;
+} cpair;
+
+static int cmp_cpair(const void *a, const void *b)
+{
+    const cpair *x = a, *y = b;
+    if (x->c != y->c)
+        return (x->c > y->c) - (x->c < y->c);
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static inline int bits_subset(const pp_word *a, const pp_word *b, size_t w)
+{
+    for (size_t i = 0; i < w; i++)
+        if (a[i] & ~b[i])
+            return 0;
+    return 1;
+}
+
+/* First index i in [from, hi] whose leaf holds a value < v (a min segment
+ * tree t over P leaves, root 1), or -1. */
+static long seg_next_below(const double *t, size_t P, size_t from, size_t hi, double v)
+{
+    if (from > hi)
+        return -1;
+    size_t i = from + P;
+    while (!(t[i] < v)) {
+        while (i & 1)
+            i >>= 1; /* a right child: up */
+        if (i == 0)
+            return -1;
+        i++; /* the subtree to the right */
+        size_t l = i;
+        while (l < P)
+            l <<= 1;
+        if (l - P > hi)
+            return -1;
+    }
+    while (i < P) {
+        i <<= 1;
+        if (!(t[i] < v))
+            i++;
+    }
+    return i - P <= hi ? (long)(i - P) : -1;
+}
+
+/* Last index i in [lo, from] whose leaf holds a value < v, or -1. */
+static long seg_prev_below(const double *t, size_t P, size_t lo, size_t from, double v)
+{
+    if (from < lo)
+        return -1;
+    size_t i = from + P;
+    while (!(t[i] < v)) {
+        while (i > 1 && !(i & 1))
+            i >>= 1; /* a left child: up */
+        if (i <= 1)
+            return -1;
+        i--; /* the subtree to the left */
+        size_t r = i;
+        while (r < P)
+            r = 2 * r + 1;
+        if (r - P < lo)
+            return -1;
+    }
+    while (i < P) {
+        i = 2 * i + 1;
+        if (!(t[i] < v))
+            i--;
+    }
+    return i - P >= lo ? (long)(i - P) : -1;
+}
+
+static void seg_set(double *t, size_t P, size_t i, double v)
+{
+    i += P;
+    t[i] = v;
+    for (i >>= 1; i; i >>= 1)
+        t[i] = t[2 * i] < t[2 * i + 1] ? t[2 * i] : t[2 * i + 1];
+}
+
+static int pd_window_dp(const pdst *s, const szkey *ord, size_t S, int M, double bw,
+                        pdentry *A, long long *work, double tlimit, size_t *done, ps_err *e)
+{
+    size_t w = s->words;
+    size_t P = 1;
+    while (P < S)
+        P <<= 1;
+    cpair *cp = malloc(S * sizeof *cp);
+    int *cpos = malloc(S * sizeof *cpos); /* size position -> C position */
+    double *tree = malloc((size_t)M * 2 * P * sizeof *tree);
+    if (!cp || !cpos || !tree) {
+        free(cp);
+        free(cpos);
+        free(tree);
+        return ps_errf(e, PS_ERUN, "pipedream: out of memory (%zu states x %d machines)", S, M);
+    }
+    for (size_t i = 0; i < (size_t)M * 2 * P; i++)
+        tree[i] = INFINITY;
+    for (size_t i = 0; i < S; i++)
+        cp[i] = (cpair){s->comp[ord[i].idx], (int)i};
+    qsort(cp, S, sizeof *cp, cmp_cpair);
+    for (size_t i = 0; i < S; i++)
+        cpos[cp[i].pos] = (int)i;
+    double t0 = ps_now_s();
+    long long wk = 0;
+    *done = S;
+    for (size_t jj = 0; jj < S; jj++) {
+        int j = ord[jj].idx;
+        const pp_word *dj = s->bits + (size_t)j * w;
+        double Cj = s->comp[j], Pj = s->par[j];
+        pdentry *Aj = A + jj * (size_t)M;
+        for (int m = 0; m < M; m++) {
+            double dp = (4.0 * m * Pj) / (bw * (m + 1));
+            Aj[m] = (pdentry){(Cj + dp) / (m + 1), -1, 0, (short)(m + 1)};
+        }
+        /* the window's top: the last state with C <= C_j */
+        size_t lo = 0, hi = S;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (cp[mid].c <= Cj)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        size_t top = lo; /* states [0, top) have C <= C_j */
+        for (int m = 1; m < M && top > 0; m++) {
+            pdentry best = Aj[m];
+            double v = best.v;
+            for (int mp = 1; mp <= m; mp++) {
+                int x = m - mp;
+                const double *tx = tree + (size_t)x * 2 * P;
+                /* from the balanced split C_j (x+1)/(m+1) up to C_j, then
+                 * down from it while C_j - C_k < m' v */
+                double target = Cj * (x + 1) / (m + 1);
+                size_t a = 0, b2 = top;
+                while (a < b2) {
+                    size_t mid = (a + b2) / 2;
+                    if (cp[mid].c < target)
+                        a = mid + 1;
+                    else
+                        b2 = mid;
+                }
+                size_t mid0 = a;
+                for (int dir = 1; dir >= 0; dir--) {
+                    long i = dir ? (long)mid0 : (long)mid0 - 1;
+                    for (;;) {
+                        if (dir)
+                            i = i < (long)top ? seg_next_below(tx, P, (size_t)i, top - 1, v) : -1;
+                        else
+                            i = i >= 0 ? seg_prev_below(tx, P, 0, (size_t)i, v) : -1;
+                        if (i < 0)
+                            break;
+                        double ck = cp[i].c;
+                        int kk = cp[i].pos;
+                        int k = ord[kk].idx;
+                        i += dir ? 1 : -1;
+                        if ((Cj - ck) / mp >= v) {
+                            if (dir)
+                                continue;
+                            break; /* going down the gap only grows */
+                        }
+                        if (!bits_subset(s->bits + (size_t)k * w, dj, w))
+                            continue;
+                        wk++;
+                        double lc = Cj - s->comp[k], lp = Pj - s->par[k];
+                        double last = (lc + (4.0 * (mp - 1) * lp) / (bw * mp)) / mp;
+                        double prev = A[(size_t)kk * M + x].v;
+                        double pt = prev > last ? prev : last;
+                        if (pt < v) {
+                            v = pt;
+                            best = (pdentry){pt, kk, (short)x, (short)mp};
+                        }
+                    }
+                }
+            }
+            Aj[m] = best;
+        }
+        for (int m = 0; m < M; m++)
+            seg_set(tree + (size_t)m * 2 * P, P, (size_t)cpos[jj], Aj[m].v);
+        if (tlimit > 0 && (jj & 255) == 0 && ps_now_s() - t0 > tlimit) {
+            *done = jj + 1;
+            break;
+        }
+    }
+    *work = wk;
+    free(cp);
+    free(cpos);
+    free(tree);
+    return 0;
+}
+
 int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int b,
                         pp_presult *r, ps_err *e)
 {
@@ -274,7 +490,46 @@ int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, 
     if (mode == PP_PD_STATES_AUTO || mode == PP_PD_STATES_ANTICHAIN) {
         int over = 0;
         long lim = mode == PP_PD_STATES_AUTO ? (autost < maxst ? autost : maxst) : maxst;
-        if ((rc = build_antichain(g, lim, o->pd_first_source_only, &s, &over, e))) {
+        int first_only = o->pd_first_source_only;
+        if (first_only) {
+            /* PipeDream's start at the first source reaches every op only on
+             * a connected graph; otherwise (an isolated node, a second
+             * component) start from every source instead, and say so */
+            pp_word *R = calloc(w, sizeof *R);
+            if (!R)
+                return ps_errf(e, PS_ERUN, "pipedream: out of memory");
+            pp_bit_set(R, g->topo[0]);
+            int grew = 1, cnt = 1;
+            while (grew) {
+                grew = 0;
+                for (int y = 0; y < n; y++) {
+                    if (pp_bit_get(R, y))
+                        continue;
+                    int hp = 0;
+                    for (int k = g->pred_off[y]; k < g->pred_off[y + 1] && !hp; k++)
+                        hp = pp_bit_get(R, g->pred[k]);
+                    if (!hp)
+                        continue;
+                    const pp_word *an = g->anc + (size_t)y * w;
+                    for (size_t x = 0; x < w; x++)
+                        R[x] |= an[x];
+                    pp_bit_set(R, y);
+                    grew = 1;
+                }
+            }
+            cnt = 0;
+            for (int v = 0; v < n; v++)
+                cnt += pp_bit_get(R, v);
+            free(R);
+            if (cnt < n) {
+                first_only = 0;
+                snprintf(r->note, sizeof r->note,
+                         "pipedream: %d of %d ops are not reachable from the first source %s "
+                         "(a disconnected graph); states start from every source",
+                         n - cnt, n, pp_pgraph_op_name(g, g->topo[0]));
+            }
+        }
+        if ((rc = build_antichain(g, lim, first_only, &s, &over, e))) {
             pdst_free(&s);
             return rc;
         }
@@ -373,7 +628,24 @@ int pp_plan_pipedream_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, 
     double t0 = ps_now_s();
     long long work = 0;
     int maxm_base = o->pd_straight ? 1 : M;
-    for (size_t jj = 0; jj < S && !rc; jj++) {
+    int use_window = (o->pd_window > 0 || (o->pd_window == 0 && S > 20000)) && !memc &&
+                     !o->pd_activation_comm && !o->pd_straight && !o->pd_use_fewer_machines &&
+                     !o->pd_reference;
+    if (use_window) {
+        size_t done = S;
+        if ((rc = pd_window_dp(&s, ord, S, M, bw, A, &work, o->time_limit_s, &done, e)))
+            goto done;
+        if (done < S) {
+            r->feasible = 0;
+            snprintf(r->note, sizeof r->note,
+                     "pipedream: time limit %g s reached after %zu of %zu states",
+                     o->time_limit_s, done, S);
+            r->states = (long long)S;
+            r->work = work;
+            goto done;
+        }
+    }
+    for (size_t jj = 0; jj < S && !rc && !use_window; jj++) {
         int j = ord[jj].idx;
         pdentry *Aj = A + (size_t)jj * M;
         /* base: the whole state in one stage on m+1 machines */
