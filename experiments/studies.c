@@ -15,13 +15,14 @@ extern const ps_study ps_study_quant_latency;
 extern const ps_study ps_study_quant_sim;
 extern const ps_study ps_study_projection_fmnist;
 extern const ps_study ps_study_projection_scale;
+extern const ps_study ps_study_peer_graphs;
 
 static const ps_study *const studies[] = {&ps_study_schedule, &ps_study_pipeline,
                                           &ps_study_pipeline_validation, &ps_study_specdec_tiny,
                                           &ps_study_specdec_serve, &ps_study_specdec_tables,
                                           &ps_study_quant_fmnist, &ps_study_quant_latency, &ps_study_quant_sim,
                                           &ps_study_projection_fmnist, &ps_study_projection_scale,
-                                          NULL};
+                                          &ps_study_peer_graphs, NULL};
 
 const ps_study *ps_study_find(const char *name)
 {
