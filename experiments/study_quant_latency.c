@@ -10,17 +10,22 @@
  *     calibration on Fashion-MNIST test images (random inputs when the data
  *     set is missing); OpenBLAS at 1 thread, the integer kernels are
  *     single-threaded too;
- *   - table: bits {2,3,4,6,8,32} per layer, warm-up then `runs` timed runs;
+ *   - table: bits {2,3,4,6,8,32} per layer, warm-up then `runs` timed rounds;
  *   - bit vectors over {2,3,4,6,8}^L: all of them (n_vectors 0 and batch
  *     ≤ 8), else n_vectors drawn (the 5 uniform ones always included), plus
  *     all-f32; each measured as the median of `runs` full forwards, the
- *     vectors interleaved round by round (psq_lat_measure_forwards);
+ *     vectors in a fresh random order every round, among the six uniform
+ *     CALIBRATION forwards whose per-layer timestamps make the table
+ *     (psq_lat_measure_context); the error statistics are over the
+ *     non-uniform (held-out) vectors only, for the in-context table and,
+ *     for comparison, the isolated-cell table (iso_* metrics);
  *   - the allocation: options {2,3,4,6,8,32}, Ω(l, b) = (1/K_l)·‖Q_b(W_l) −
  *     W_l‖² (a PROXY for the Hessian trace: trace/n ∝ 1/fan-in; the real
  *     traces are the quant_fmnist study's; Ω = 0 at f32), latency from the
  *     table; budgets: size ≤ the uniform 4-bit size AND latency ≤ the median
  *     predicted latency of the measured vectors (both dimensions at once). */
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +49,9 @@ static const ps_param_spec params[] = {
     {"weights", PS_PARAM_STR, "\"../models/cnn_fmnist.bin\"", "",
      "trained CNN (relative to the config); random init when missing"},
     {"threads", PS_PARAM_INT, "1", "", "OpenBLAS threads for the f32 layers"},
+    {"pin_cpu", PS_PARAM_INT, "1", "",
+     "1: pin the measuring thread to the CPU it is on while timing (no migration between "
+     "CPUs mid-measurement: a migrated forward starts with cold caches); 0: leave it free"},
     {"clock", PS_PARAM_STR, "\"thread_cpu\"", "",
      "thread_cpu (CPU time of this thread: immune to being descheduled on a shared machine) "
      "| wall"},
@@ -69,13 +77,19 @@ enum {
     M_PICK_OMEGA,
     M_U4_OMEGA,
     M_U8_OMEGA,
+    M_NHELD,
+    M_ISO_MED,
+    M_ISO_BIAS,
+    M_ISO_WITHIN10,
     M_COUNT
 };
 
 static const ps_metric_spec metrics[] = {
     [M_TRAINED] = {"trained", "", "1: trained weights loaded; 0: random init"},
     [M_NVEC] = {"n_vectors", "", "bit vectors measured (incl. all-f32)"},
-    [M_ERR_MED] = {"abs_err_median", "", "median |predicted - measured| / measured"},
+    [M_ERR_MED] = {"abs_err_median", "",
+                   "median |predicted - measured| / measured over the held-out vectors "
+                   "(in-context table)"},
     [M_ERR_P90] = {"abs_err_p90", "", "90th percentile of the relative error"},
     [M_ERR_MAX] = {"abs_err_max", "", "largest relative error"},
     [M_ERR_BIAS] = {"err_median_signed", "", "median signed relative error"},
@@ -94,6 +108,14 @@ static const ps_metric_spec metrics[] = {
     [M_PICK_OMEGA] = {"pick_omega", "", "ΣΩ (proxy) of the pick"},
     [M_U4_OMEGA] = {"uniform4_omega", "", "ΣΩ (proxy) uniform 4-bit"},
     [M_U8_OMEGA] = {"uniform8_omega", "", "ΣΩ (proxy) uniform 8-bit"},
+    [M_NHELD] = {"n_heldout", "",
+                 "vectors the error statistics are over: all measured vectors except the "
+                 "uniform ones (the calibration configurations of the table)"},
+    [M_ISO_MED] = {"iso_abs_err_median", "",
+                   "median |err| on the same held-out vectors with the isolated-cell table "
+                   "(each layer re-run alone right after a forward of the same bits)"},
+    [M_ISO_BIAS] = {"iso_err_median_signed", "", "median signed error, isolated-cell table"},
+    [M_ISO_WITHIN10] = {"iso_frac_within_10pct", "", "share within 10%, isolated-cell table"},
     [M_COUNT] = {NULL, NULL, NULL}};
 
 static const int TBITS[] = {2, 3, 4, 6, 8, 32};
@@ -175,12 +197,14 @@ static int run(const ps_point *p, double *m, ps_err *e)
     }
     fmnist_free(&ds);
     qcnn q;
-    psq_lat_table t;
+    psq_lat_table t, ti;
     psq_problem pr = {0};
     psq_solution sol = {0}, s4 = {0}, s8 = {0};
     ps_table *tv = NULL, *ts = NULL, *tp = NULL, *tl = NULL;
     int *vec = NULL;
     double *err = NULL;
+    cpu_set_t saved_mask;
+    int pinned = 0;
     if ((rc = qcnn_init(&q, &net, ncal, e))) {
         free(x);
         cnn_free(&net);
@@ -227,31 +251,67 @@ static int run(const ps_point *p, double *m, ps_err *e)
     int cme = ps_table_add_col(tv, "measured_s", PS_COL_DOUBLE, "s");
     int cer = ps_table_add_col(tv, "rel_err", PS_COL_DOUBLE, "");
     int cwb = ps_table_add_col(tv, "weight_bytes", PS_COL_DOUBLE, "B");
+    int cca = ps_table_add_col(tv, "calibration", PS_COL_INT, "");
+    int cpi = ps_table_add_col(tv, "predicted_iso_s", PS_COL_DOUBLE, "s");
+    int cei = ps_table_add_col(tv, "rel_err_iso", PS_COL_DOUBLE, "");
     m[M_I8_MEAS] = m[M_I4_MEAS] = NAN;
     double *meas_v = malloc((size_t)(nv + 1) * sizeof *meas_v);
     if (!meas_v) {
         rc = ps_errf(e, PS_ERUN, "out of memory");
         goto out;
     }
-    rc = psq_lat_measure_joint(&q, x, batch, TBITS, NTB, vec, nv + 1, warm, runs, &t, meas_v, e);
+    double *erri = malloc((size_t)(nv + 1) * sizeof *erri);
+    int *held = malloc((size_t)(nv + 1) * sizeof *held);
+    if (!erri || !held) {
+        free(meas_v);
+        free(erri);
+        free(held);
+        rc = ps_errf(e, PS_ERUN, "out of memory");
+        goto out;
+    }
+    if (ps_point_int(p, "pin_cpu") && sched_getaffinity(0, sizeof saved_mask, &saved_mask) == 0) {
+        int cpu = sched_getcpu();
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        if (cpu >= 0) {
+            CPU_SET(cpu, &one);
+            pinned = sched_setaffinity(0, sizeof one, &one) == 0;
+        }
+    }
+    rc = psq_lat_measure_context(&q, x, batch, TBITS, NTB, vec, nv + 1, warm, runs,
+                                 ps_point_seed(p), &t, &ti, meas_v, e);
     char side[1024], jpath[1100];
     if (!rc && !ps_point_side_dir(p, side, sizeof side, &e2)) {
         snprintf(jpath, sizeof jpath, "%s/latency_table_b%lld.json", side, (long long)batch);
         psq_lat_save_json(&t, jpath, &e2);
+        snprintf(jpath, sizeof jpath, "%s/latency_table_isolated_b%lld.json", side,
+                 (long long)batch);
+        psq_lat_save_json(&ti, jpath, &e2);
     }
     if (!rc && (!(tl = psq_lat_to_table(&t)) || (rc = ps_point_emit(p, "lut", tl, e)))) {
         free(meas_v);
+        free(erri);
+        free(held);
         goto out;
     }
+    int nh = 0;
     for (int v = 0; v <= nv && !rc; v++) {
-        double pred, meas = meas_v[v];
+        double pred, predi, meas = meas_v[v];
         if ((rc = psq_lat_predict(&t, vec + v * L, &pred, e)) ||
+            (rc = psq_lat_predict(&ti, vec + v * L, &predi, e)) ||
             (rc = qcnn_set_bits(&q, vec + v * L, e)))
             break;
         double wb = 0;
         for (int l = 0; l < L; l++)
             wb += qcnn_layer_weight_bytes(&q, l);
-        err[v] = (pred - meas) / meas;
+        int uni0 = 1;
+        for (int l = 1; l < L; l++)
+            uni0 &= vec[v * L + l] == vec[v * L];
+        if (!uni0) { /* held out: not a calibration configuration */
+            err[nh] = (pred - meas) / meas;
+            erri[nh] = (predi - meas) / meas;
+            held[nh++] = v;
+        }
         char bs[64];
         bits_str(vec + v * L, L, bs, sizeof bs);
         size_t r = ps_table_add_row(tv);
@@ -259,7 +319,10 @@ static int run(const ps_point *p, double *m, ps_err *e)
         ps_table_set_i(tv, r, cba, batch);
         ps_table_set_d(tv, r, cpr, pred);
         ps_table_set_d(tv, r, cme, meas);
-        ps_table_set_d(tv, r, cer, err[v]);
+        ps_table_set_d(tv, r, cer, (pred - meas) / meas);
+        ps_table_set_i(tv, r, cca, uni0);
+        ps_table_set_d(tv, r, cpi, predi);
+        ps_table_set_d(tv, r, cei, (predi - meas) / meas);
         ps_table_set_d(tv, r, cwb, wb);
         int uni = 1;
         for (int l = 1; l < L; l++)
@@ -272,16 +335,30 @@ static int run(const ps_point *p, double *m, ps_err *e)
             m[M_F32_MEAS] = meas;
     }
     free(meas_v);
-    if (rc || (rc = ps_point_emit(p, "vectors", tv, e)))
+    free(held);
+    if (rc || (rc = ps_point_emit(p, "vectors", tv, e)) || nh < 1) {
+        free(erri);
+        if (!rc)
+            rc = ps_errf(e, PS_EINPUT, "n_vectors: no held-out (non-uniform) vector");
         goto out;
-    int n = nv + 1;
+    }
+    int n = nh;
     double *ab = malloc((size_t)n * sizeof *ab);
-    int within = 0;
+    int within = 0, withini = 0;
+    for (int i = 0; i < n; i++) {
+        ab[i] = fabs(erri[i]);
+        withini += ab[i] <= 0.10;
+    }
+    m[M_ISO_MED] = pct(ab, n, 50);
+    m[M_ISO_BIAS] = pct(erri, n, 50);
+    m[M_ISO_WITHIN10] = (double)withini / n;
+    free(erri);
     for (int i = 0; i < n; i++) {
         ab[i] = fabs(err[i]);
         within += ab[i] <= 0.10;
     }
-    m[M_NVEC] = n;
+    m[M_NVEC] = nv + 1;
+    m[M_NHELD] = n;
     m[M_ERR_MED] = pct(ab, n, 50);
     m[M_ERR_P90] = pct(ab, n, 90);
     m[M_ERR_MAX] = ab[n - 1];
@@ -368,9 +445,19 @@ static int run(const ps_point *p, double *m, ps_err *e)
     bud.bytes = s4.bytes;
     if ((rc = psq_solve(&pr, &bud, NULL, &sol, e)))
         goto out;
+    /* the pick, measured the way the vectors were: in random order among the
+     * calibration forwards (tables of this second pass are discarded) */
     double pm;
-    if ((rc = psq_lat_measure_forward(&q, x, batch, sol.bits, warm, runs, &pm, e)))
-        goto out;
+    {
+        psq_lat_table t2, ti2;
+        rc = psq_lat_measure_context(&q, x, batch, TBITS, NTB, sol.bits, 1, warm, runs,
+                                     ps_point_seed(p) + 1, &t2, &ti2, &pm, e);
+        if (pinned)
+            sched_setaffinity(0, sizeof saved_mask, &saved_mask);
+        pinned = 0;
+        if (rc)
+            goto out;
+    }
     m[M_BUDGET] = bud.latency_s + t.overhead_s;
     psq_lat_predict(&t, sol.bits, &m[M_PICK_PRED], NULL);
     m[M_PICK_MEAS] = pm;
@@ -399,6 +486,8 @@ static int run(const ps_point *p, double *m, ps_err *e)
     ps_table_set_d(tp, r, pbb, bud.bytes);
     rc = ps_point_emit(p, "pick", tp, e);
 out:
+    if (pinned)
+        sched_setaffinity(0, sizeof saved_mask, &saved_mask);
     ps_table_free(tv);
     ps_table_free(ts);
     ps_table_free(tp);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/cpu_blas.h"
 #include "real/cnn.h"
 #include "real/qcnn.h"
 #include "sim/quant/latency.h"
@@ -258,6 +259,104 @@ static void test_table(void **st)
 }
 
 
+/* The in-context measurement: argument checks, the table layout (both
+ * tables, gemm/other split copied from the isolated cells), per-layer
+ * stamps that add up to a forward of the same configuration. */
+static void test_context(void **st)
+{
+    fx *f = *st;
+    ps_err e = {0};
+    int bits[3] = {4, 8, 32};
+    int vv[12] = {8, 4, 32, 8, 32, 32, 32, 32, 8, 8, 8, 8};
+    ps_cpu_blas_set_threads(1); /* the thread clock sees this thread only */
+    psq_lat_table tc, ti;
+    double med[3];
+    assert_int_equal(psq_lat_measure_context(&f->q, f->x, 4, bits, 3, vv, 3, 1, 5, 1, NULL, &ti,
+                                             med, &e),
+                     PS_EINPUT);
+    assert_int_equal(psq_lat_measure_context(&f->q, f->x, 4, bits, 3, vv, 3, 1, 0, 1, &tc, &ti,
+                                             med, &e),
+                     PS_EINPUT);
+    assert_int_equal(psq_lat_measure_context(&f->q, f->x, NB + 1, bits, 3, vv, 3, 1, 5, 1, &tc,
+                                             &ti, med, &e),
+                     PS_EINPUT);
+    vv[1] = 9;
+    assert_int_equal(psq_lat_measure_context(&f->q, f->x, 4, bits, 3, vv, 3, 1, 5, 1, &tc, &ti,
+                                             med, &e),
+                     PS_EINPUT);
+    vv[1] = 4;
+    int runs = 9;
+    OK(psq_lat_measure_context(&f->q, f->x, 4, bits, 3, vv, 3, 1, runs, 7, &tc, &ti, med, &e));
+    for (int w = 0; w < 2; w++) {
+        const psq_lat_table *t = w ? &tc : &ti;
+        assert_int_equal(t->n_layers, 4);
+        assert_int_equal(t->n_bits, 3);
+        assert_int_equal(t->batch, 4);
+        assert_int_equal(t->runs, runs);
+        assert_string_equal(t->names[3], "fc2");
+        assert_true(t->overhead_s > 0);
+    }
+    for (int l = 0; l < 4; l++)
+        for (int k = 0; k < 3; k++) {
+            assert_true(tc.t[l][k] > 0 && ti.t[l][k] > 0);
+            assert_true(tc.t_gemm[l][k] == ti.t_gemm[l][k]);
+            assert_true(tc.t_other[l][k] == ti.t_other[l][k]);
+        }
+    for (int v = 0; v < 3; v++)
+        assert_true(med[v] > 0);
+    /* vectors 1 (all f32) and 2 (all 8) are calibration configurations:
+     * their in-context prediction is the sum of medians of the stamped
+     * pieces of forwards of that very configuration, the measurement the
+     * median of plain forwards of it — they must agree to timing noise
+     * (loose: a shared 2-core machine; a mis-indexed cell, e.g. another
+     * layer's or another width's, is off by far more on the f32 vector,
+     * whose fc1 dominates) */
+    int u32[4] = {32, 32, 32, 32}, u8[4] = {8, 8, 8, 8};
+    double p32, p8;
+    OK(psq_lat_predict(&tc, u32, &p32, &e));
+    OK(psq_lat_predict(&tc, u8, &p8, &e));
+    assert_true(p32 > 0.6 * med[1] && p32 < 1.6 * med[1]);
+    assert_true(p8 > 0.6 * med[2] && p8 < 1.6 * med[2]);
+}
+
+/* Cell indexing of the in-context table on the default CNN, whose fc1
+ * (3136 -> 128) is ~10x slower in f32 (1.6 MB of weights, sgemv) than at
+ * 8 bits (the int8 kernel): a cell filled from the wrong calibration
+ * forward or the wrong layer breaks these orderings. */
+static void test_context_cells(void **st)
+{
+    (void)st;
+    ps_err e = {0};
+    cnn net;
+    cnn_config c = cnn_config_default();
+    OK(cnn_init(&net, &c, rt_cpu(), RT_F32, 2, 3, &e));
+    float *x = malloc(2 * 784 * sizeof *x);
+    for (int i = 0; i < 2 * 784; i++)
+        x[i] = (float)(2.5 * u01() - 0.8);
+    qcnn q;
+    OK(qcnn_init(&q, &net, 2, &e));
+    OK(qcnn_calibrate(&q, x, 2, &e));
+    q.cpu_clock = 1;
+    int bits[3] = {4, 8, 32};
+    int vv[4] = {8, 4, 32, 8};
+    ps_cpu_blas_set_threads(1); /* the thread clock sees this thread only */
+    psq_lat_table tc, ti;
+    double med[1];
+    OK(psq_lat_measure_context(&q, x, 1, bits, 3, vv, 1, 1, 7, 3, &tc, &ti, med, &e));
+#if !defined(__SANITIZE_ADDRESS__)
+    /* (not under ASan: the instrumented integer kernels are several times
+     * slower there, OpenBLAS is not instrumented) */
+    assert_true(tc.t[2][2] > 3 * tc.t[2][1]); /* fc1: f32 >> int8 */
+    assert_true(tc.t[2][2] > 3 * tc.t[2][0]); /* f32 >> packed int4 */
+    assert_true(ti.t[2][2] > 3 * ti.t[2][1]);
+#endif
+    for (int k = 0; k < 3; k++)
+        assert_true(tc.t[0][k] > 3 * tc.t[3][k]); /* conv1 (28x28) >> fc2 (128 -> 10) */
+    qcnn_free(&q);
+    cnn_free(&net);
+    free(x);
+}
+
 static void test_nets(void **st)
 {
     (void)st;
@@ -310,6 +409,7 @@ int main(void)
         cmocka_unit_test(test_float_matches_cnn), cmocka_unit_test(test_int_vs_fake_quant),
         cmocka_unit_test(test_paths_identical),   cmocka_unit_test(test_bad_bits),
         cmocka_unit_test(test_median),            cmocka_unit_test(test_table),
+        cmocka_unit_test(test_context),           cmocka_unit_test(test_context_cells),
         cmocka_unit_test(test_nets)};
     return cmocka_run_group_tests(t, setup, teardown);
 }

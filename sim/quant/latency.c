@@ -142,6 +142,163 @@ int psq_lat_measure_joint(qcnn *q, const float *x, int64_t n, const int *bits, i
     return rc;
 }
 
+/* xorshift64*: the per-round order of the context measurement */
+static uint64_t xs_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 2685821657736338717ULL;
+}
+
+int psq_lat_measure_context(qcnn *q, const float *x, int64_t n, const int *bits, int n_bits,
+                            const int *vecs, int nv, int warmup, int runs, unsigned long seed,
+                            psq_lat_table *t_ctx, psq_lat_table *t_iso, double *median_s,
+                            ps_err *e)
+{
+    if (!t_ctx || !t_iso)
+        return ps_errf(e, PS_EINPUT, "latency (context): both tables are required");
+    memset(t_ctx, 0, sizeof *t_ctx);
+    memset(t_iso, 0, sizeof *t_iso);
+    if (n_bits < 1 || n_bits > PSQ_LAT_MAX_BITS)
+        return ps_errf(e, PS_EINPUT, "latency table: %d bit choices (1..%d)", n_bits,
+                       PSQ_LAT_MAX_BITS);
+    if (runs < 1 || warmup < 0 || nv < 0)
+        return ps_errf(e, PS_EINPUT, "latency: runs %d / warmup %d / vectors %d invalid", runs,
+                       warmup, nv);
+    if (n < 1 || n > q->max_batch)
+        return ps_errf(e, PS_EINPUT, "latency: batch %lld outside 1..%lld", (long long)n,
+                       (long long)q->max_batch);
+    int nl = q->nl, cells = nl * n_bits, items = n_bits + nv;
+    size_t R = (size_t)runs;
+    /* isolated cells (t, gemm, other), their overhead, context cells and
+     * overhead, vectors */
+    double *tt = malloc(R * (size_t)(4 * cells + 1 + n_bits + nv) * sizeof *tt);
+    int *order = malloc((size_t)items * sizeof *order);
+    if (!tt || !order) {
+        free(tt);
+        free(order);
+        return ps_errf(e, PS_ERUN, "latency: out of memory");
+    }
+    double *tg = tt + R * cells, *to = tg + R * cells, *tov = to + R * cells;
+    double *tc = tov + R, *tcov = tc + R * cells, *tv = tcov + R * (size_t)n_bits;
+    int rc = 0, saved_timing = q->timing;
+    int lb[QCNN_MAXL];
+    uint64_t st = 0x9E3779B97F4A7C15ULL ^ (uint64_t)seed;
+    if (!st)
+        st = 1;
+    for (int v = 0; v < nv && !rc; v++) /* validate and fill the weight cache */
+        rc = qcnn_set_bits(q, vecs + (size_t)v * nl, e);
+    for (int k = 0; k < n_bits && !rc; k++) {
+        for (int l = 0; l < nl; l++)
+            lb[l] = bits[k];
+        rc = qcnn_set_bits(q, lb, e);
+    }
+    for (int i = 0; i < items; i++)
+        order[i] = i;
+    for (int r = 0; r < warmup + runs && !rc; r++) {
+        int keep = r >= warmup;
+        size_t rr = keep ? (size_t)(r - warmup) : 0;
+        /* 1. isolated cells, as psq_lat_measure_joint: a forward of the
+         * uniform configuration, then each layer again, timed alone */
+        for (int k = 0; k < n_bits && !rc; k++) {
+            for (int l = 0; l < nl; l++)
+                lb[l] = bits[k];
+            if ((rc = qcnn_set_bits(q, lb, e)) || (rc = qcnn_forward(q, x, n, NULL, e)))
+                break;
+            q->timing = 1;
+            for (int l = 0; l < nl && !rc; l++) {
+                double t0 = qcnn_now(q);
+                rc = qcnn_layer_forward(q, l, n, 0, e);
+                double dt = qcnn_now(q) - t0;
+                if (keep) {
+                    size_t cc = (size_t)(l * n_bits + k) * R + rr;
+                    tt[cc] = dt;
+                    tg[cc] = q->L[l].t_gemm;
+                    to[cc] = q->L[l].t_other;
+                }
+            }
+            q->timing = saved_timing;
+        }
+        if (!rc) {
+            double t0 = qcnn_now(q);
+            qcnn_load_input(q, x, n);
+            if (keep)
+                tov[rr] = qcnn_now(q) - t0;
+        }
+        /* 2. the calibration forwards (uniform bits[k], per-layer stamps)
+         * and the plain forwards of the vectors, in a fresh random order */
+        for (int i = items - 1; i > 0; i--) {
+            int j = (int)(xs_next(&st) % (uint64_t)(i + 1)), tmp = order[i];
+            order[i] = order[j];
+            order[j] = tmp;
+        }
+        q->timing = 0;
+        for (int i = 0; i < items && !rc; i++) {
+            int it = order[i];
+            if (it < n_bits) {
+                for (int l = 0; l < nl; l++)
+                    lb[l] = bits[it];
+                if ((rc = qcnn_set_bits(q, lb, e)))
+                    break;
+                double t0 = qcnn_now(q);
+                qcnn_load_input(q, x, n);
+                double tp = qcnn_now(q);
+                if (keep)
+                    tcov[(size_t)it * R + rr] = tp - t0;
+                for (int l = 0; l < nl && !rc; l++) {
+                    rc = qcnn_layer_forward(q, l, n, 0, e);
+                    double tn = qcnn_now(q);
+                    if (keep)
+                        tc[(size_t)(l * n_bits + it) * R + rr] = tn - tp;
+                    tp = tn;
+                }
+            } else {
+                int v = it - n_bits;
+                if ((rc = qcnn_set_bits(q, vecs + (size_t)v * nl, e)))
+                    break;
+                double t0 = qcnn_now(q);
+                rc = qcnn_forward(q, x, n, NULL, e);
+                double dt = qcnn_now(q) - t0;
+                if (keep)
+                    tv[(size_t)v * R + rr] = dt;
+            }
+        }
+        q->timing = saved_timing;
+    }
+    if (!rc) {
+        psq_lat_table *T[2] = {t_iso, t_ctx};
+        for (int w = 0; w < 2; w++) {
+            T[w]->n_layers = nl;
+            T[w]->n_bits = n_bits;
+            T[w]->batch = n;
+            T[w]->runs = runs;
+            snprintf(T[w]->path, sizeof T[w]->path, "%s", ps_qgemm_path_name(q->path));
+            memcpy(T[w]->bits, bits, (size_t)n_bits * sizeof *bits);
+            for (int l = 0; l < nl; l++)
+                snprintf(T[w]->names[l], sizeof T[w]->names[l], "%s", q->L[l].name);
+        }
+        for (int l = 0; l < nl; l++)
+            for (int k = 0; k < n_bits; k++) {
+                size_t cc = (size_t)(l * n_bits + k) * R;
+                t_iso->t[l][k] = psq_median(tt + cc, runs);
+                t_iso->t_gemm[l][k] = t_ctx->t_gemm[l][k] = psq_median(tg + cc, runs);
+                t_iso->t_other[l][k] = t_ctx->t_other[l][k] = psq_median(to + cc, runs);
+                t_ctx->t[l][k] = psq_median(tc + cc, runs);
+            }
+        t_iso->overhead_s = psq_median(tov, runs);
+        t_ctx->overhead_s = psq_median(tcov, runs * n_bits);
+        for (int v = 0; v < nv; v++)
+            median_s[v] = psq_median(tv + (size_t)v * R, runs);
+    }
+    q->timing = saved_timing;
+    free(tt);
+    free(order);
+    return rc;
+}
+
 int psq_lat_measure(qcnn *q, const float *x, int64_t n, const int *bits, int n_bits, int warmup,
                     int runs, psq_lat_table *t, ps_err *e)
 {

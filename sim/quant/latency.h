@@ -15,8 +15,11 @@
  *   predicted(bits) = overhead_s + Σ_l t[l][bits_l]
  *   measured(bits)  = median over `runs` timed full qcnn_forward at batch B
  *
- * Only the other layers' bits change the caches a layer sees in the full
- * forward; that is the error the comparison measures.  Times are on q's
+ * The isolated cells run with the layer's code and data hot; a forward in
+ * use follows some other configuration.  The measured latency depends on
+ * that context by ~5-10 % at batch 1 (docs/quant-latency.md), hence
+ * psq_lat_measure_context below: cells timed inside forwards of uniform
+ * calibration configurations, in random order among the measured ones.  Times are on q's
  * clock (q->cpu_clock: wall, or the thread's CPU time). */
 #ifndef PS_QUANT_LATENCY_H
 #define PS_QUANT_LATENCY_H
@@ -59,7 +62,7 @@ int psq_lat_measure_forward(qcnn *q, const float *x, int64_t n, const int *layer
 
 /* The same for nv vectors (vecs[v·nl + l]) interleaved: each round times one
  * forward of every vector in turn; median_s[v] over the `runs` rounds after
- * `warmup`.  This is the measurement the study uses. */
+ * `warmup`.  (The study now uses psq_lat_measure_context.) */
 int psq_lat_measure_forwards(qcnn *q, const float *x, int64_t n, const int *vecs, int nv,
                              int warmup, int runs, double *median_s, ps_err *e);
 
@@ -71,6 +74,24 @@ int psq_lat_measure_forwards(qcnn *q, const float *x, int64_t n, const int *vecs
 int psq_lat_measure_joint(qcnn *q, const float *x, int64_t n, const int *bits, int n_bits,
                           const int *vecs, int nv, int warmup, int runs, psq_lat_table *t,
                           double *median_s, ps_err *e);
+
+/* The in-context table (the study's measurement since the batch-1 bias was
+ * found, see docs/quant-latency.md).  Each round: (1) the isolated cells
+ * exactly as psq_lat_measure_joint -> t_iso; (2) in a fresh random order
+ * (xorshift seeded by `seed`), the n_bits CALIBRATION forwards (all layers
+ * at bits[k]) with a timestamp after the input copy and after every layer,
+ * and one plain qcnn_forward of every vector (vecs[v·nl + l], v < nv).
+ * t_ctx->t[l][k] = median time of layer l inside the uniform-bits[k]
+ * forwards; t_ctx->overhead_s = median input-copy time of those forwards;
+ * t_ctx's gemm/other split is copied from t_iso (the calibration forwards
+ * carry no inner timers).  median_s[v] = median of vector v's forwards.
+ * Every forward thus follows a random other configuration, as in use; the
+ * table only sees the uniform configurations, so a prediction of a
+ * non-uniform vector uses no measurement of that vector. */
+int psq_lat_measure_context(qcnn *q, const float *x, int64_t n, const int *bits, int n_bits,
+                            const int *vecs, int nv, int warmup, int runs, unsigned long seed,
+                            psq_lat_table *t_ctx, psq_lat_table *t_iso, double *median_s,
+                            ps_err *e);
 
 /* JSON form (for the CLI and for reloading):
  * {"batch":B,"runs":R,"path":"avx2","overhead_s":..,"bits":[..],
