@@ -606,6 +606,56 @@ static void test_stage_eval(void **st)
     pp_pgraph_free(g);
 }
 
+/* ---- time limits ---- */
+
+static void tiny_limit(pp_popts *o) { o->time_limit_s = 1e-9; }
+
+static void test_time_limits(void **st)
+{
+    (void)st;
+    /* graphpipe at its deadline keeps the least stage time it has proven
+     * feasible: a plan, not the optimum */
+    gparams p = {.fix = 1, .param = 1, .out = 1, .act = 1};
+    pp_pgraph *g = chain(24, &p);
+    pp_pcluster pc;
+    pp_pcluster_uniform(&pc, 8, 0, 4, (cm_ab){1e-6, 1e10});
+    pp_presult full, cut;
+    run_planner(g, &pc, PP_PLANNER_GRAPHPIPE, 32, 2, &full, NULL);
+    run_planner(g, &pc, PP_PLANNER_GRAPHPIPE, 32, 2, &cut, tiny_limit);
+    assert_true(full.feasible && cut.feasible);
+    assert_null(strstr(full.note, "time limit"));
+    assert_non_null(strstr(cut.note, "not proven optimal"));
+    /* the first feasible value is the largest candidate: strictly worse than
+     * the optimum on a 24-op chain over 8 devices */
+    assert_true(cut.objective_tps_s > full.objective_tps_s * (1 + 1e-9));
+    pp_presult_free(&full);
+    pp_presult_free(&cut);
+    /* piper's DP gives up with a note, no plan */
+    run_planner(g, &pc, PP_PLANNER_PIPER, 32, 2, &cut, tiny_limit);
+    assert_false(cut.feasible);
+    assert_non_null(strstr(cut.note, "time limit"));
+    pp_presult_free(&cut);
+    /* one limit for every micro-batch size of a planner run */
+    run_planner(g, &pc, PP_PLANNER_PIPER, 32, 0, &cut, tiny_limit);
+    assert_false(cut.feasible);
+    assert_non_null(strstr(cut.note, "time limit"));
+    pp_presult_free(&cut);
+    pp_pgraph_free(g);
+    /* ... and for every micro-batch size of a point (search + simulation) */
+    json_t *kn = json_pack("{s:i, s:i, s:i}", "branches", 3, "branch_layers", 2, "top_layers", 2);
+    pp_popts o;
+    pp_popts_default(&o, PP_PLANNER_PIPER, 64);
+    o.time_limit_s = 1e-9;
+    pp_point_spec s = {.builtin = "candle-uno", .knobs = kn, .cluster = "summit",
+                       .devices = 4, .planner = PP_PLANNER_PIPER, .minibatch = 64,
+                       .select_by_sim = 1, .optimizer = CM_OPT_ADAM, .opts = &o};
+    pp_point_result r;
+    OK(pp_plan_point(&s, &r, &e_));
+    assert_false(r.feasible);
+    assert_non_null(strstr(r.note, "time limit"));
+    json_decref(kn);
+}
+
 /* ---- end to end: model + cluster + plan + simulation (pp_plan_point) ---- */
 
 static void point(const char *builtin, const json_t *knobs, pp_planner_kind k, int devices,
@@ -668,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_piper_vs_exhaustive),
         cmocka_unit_test(test_budgets),
         cmocka_unit_test(test_point_end_to_end),
+        cmocka_unit_test(test_time_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -756,6 +756,7 @@ int pp_planner_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, pp_pr
     int cand[32], nc = pp_microbatch_candidates(o->minibatch, o->microbatch, cand);
     pp_popts oo = *o; /* decisions that hold for every b are carried over */
     o = &oo;
+    const double limit = oo.time_limit_s;
     double t0 = ps_now_s();
     pp_presult best = {0};
     int have = 0, rc = 0;
@@ -767,6 +768,8 @@ int pp_planner_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, pp_pr
         cur.planner = o->planner;
         cur.microbatch = cand[i];
         cur.gap_vs_sp = NAN;
+        if (limit > 0) /* one limit for all the candidates */
+            oo.time_limit_s = fmax(limit - (ps_now_s() - t0), 1e-9);
         switch (o->planner) {
         case PP_PLANNER_GRAPHPIPE: rc = pp_plan_graphpipe_b(g, pc, o, cand[i], &cur, e); break;
         case PP_PLANNER_PIPEDREAM: rc = pp_plan_pipedream_b(g, pc, o, cand[i], &cur, e); break;
@@ -800,10 +803,9 @@ int pp_planner_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, pp_pr
         }
         if (stop)
             break;
-        if (!rc && o->time_limit_s > 0 && ps_now_s() - t0 > o->time_limit_s && i + 1 < nc) {
+        if (!rc && limit > 0 && ps_now_s() - t0 > limit && i + 1 < nc) {
             snprintf(last_note, sizeof last_note,
-                     "time limit %g s reached after %d of %d micro-batch sizes", o->time_limit_s,
-                     i + 1, nc);
+                     "time limit %g s reached after %d of %d micro-batch sizes", limit, i + 1, nc);
             break;
         }
     }

@@ -389,7 +389,20 @@ int pp_plan_point(const pp_point_spec *s, pp_point_result *out, ps_err *e)
     pp_plan_result best_sr;
     memset(&best_sr, 0, sizeof best_sr);
     char note[512] = "";
+    /* the time limit bounds the whole point: every micro-batch candidate's
+     * search and simulation share it */
+    const double limit = o.time_limit_s, t_point = ps_now_s();
+    int limit_hit = 0, tried = nc;
     for (int i = 0; i < nc && !rc; i++) {
+        if (limit > 0) {
+            double left = limit - (ps_now_s() - t_point);
+            if (left <= 0) {
+                limit_hit = 1;
+                tried = i;
+                break;
+            }
+            o.time_limit_s = left;
+        }
         o.microbatch = cand[i];
         pp_presult r;
         rc = piper_exact ? pp_piper_plan_model(m, g, &pc, &o, &r, e)
@@ -452,6 +465,9 @@ int pp_plan_point(const pp_point_spec *s, pp_point_result *out, ps_err *e)
     out->search_time_s = search;
     if (rc)
         goto done;
+    if (limit_hit && !have)
+        snprintf(note, sizeof note, "time limit %g s reached: %d of %d micro-batch sizes tried",
+                 limit, tried, nc);
     if (!have) {
         out->feasible = 0;
         snprintf(out->note, sizeof out->note, "%s", note[0] ? note : "no plan");
@@ -470,7 +486,12 @@ int pp_plan_point(const pp_point_spec *s, pp_point_result *out, ps_err *e)
     out->devices_used = best_r.devices_used;
     out->microbatch = best_r.microbatch;
     out->sp_rewrites = best_r.sp_rewrites;
-    snprintf(out->note, sizeof out->note, "%s", best_r.note);
+    if (limit_hit && !best_r.note[0])
+        snprintf(out->note, sizeof out->note,
+                 "time limit %g s reached: %d of %d micro-batch sizes tried, the best kept",
+                 limit, tried, nc);
+    else
+        snprintf(out->note, sizeof out->note, "%s", best_r.note);
     fill_from_sim(out, &best_sr);
     if (s->trace_out) {
         pp_sim_opts to = so;

@@ -83,6 +83,8 @@ typedef struct gp {
     long long nstates;
     ps_err *e;
     int failed;
+    double deadline;  /* ps_now_s() after which the search stops (0 = none) */
+    int timed_out;    /* the search stopped at the deadline: T is feasible, not least */
     /* reconstruction */
     pp_presult *out;
 } gp;
@@ -973,7 +975,18 @@ static int search_least_feasible(gp *s, double *c, size_t n, double *T_out)
     int depth;
     if (n == 0)
         return ps_errf(s->e, PS_ERUN, "graphpipe: no candidate stage");
+    /* the least value known feasible: the largest candidate, until a probe
+     * finds a smaller one.  At the deadline the search returns it (a
+     * feasible plan, not the optimum) */
+    double known = c[0];
+    for (size_t i = 1; i < n; i++)
+        known = c[i] > known ? c[i] : known;
     while (n > 1) {
+        if (s->deadline > 0 && ps_now_s() > s->deadline) {
+            s->timed_out = 1;
+            *T_out = known;
+            return 0;
+        }
         /* the lower median: both outcomes keep fewer than n values */
         size_t k = (n - 1) / 2;
         select_kth(c, n, k);
@@ -982,6 +995,7 @@ static int search_least_feasible(gp *s, double *c, size_t n, double *T_out)
         if (f < 0)
             return s->failed ? s->failed : PS_ERUN;
         if (f) {
+            known = v;
             /* keep the values below v, and v itself */
             size_t m = 0;
             for (size_t i = 0; i < n; i++)
@@ -1071,6 +1085,8 @@ static int gp_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int b,
     if (o->gp_max_stage_devices > 0 && o->gp_max_stage_devices < s.rmax)
         s.rmax = o->gp_max_stage_devices;
     s.out = r;
+    if (o->time_limit_s > 0)
+        s.deadline = ps_now_s() + o->time_limit_s;
     r->objective_name = "time_per_sample_s";
     int rc = linear ? linear_tree(g, &s.t, e) : pp_sp_build(g, &s.t, e);
     if (rc)
@@ -1160,6 +1176,11 @@ static int gp_run(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int b,
                        : ps_errf(e, PS_ERUN, "graphpipe: binary search lost feasibility");
         else {
             rc = recon(&s, s.t.root, 0, s.N);
+            if (!rc && s.timed_out)
+                snprintf(r->note, sizeof r->note,
+                         "graphpipe: time limit %g s reached in the search over the stage "
+                         "times: the plan is feasible, not proven optimal",
+                         o->time_limit_s);
             if (!rc) {
                 r->feasible = 1;
                 r->microbatch = b;
