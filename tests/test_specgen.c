@@ -24,6 +24,7 @@
 
 #include "real/gpt.h"
 #include "real/specgen.h"
+#include "sim/specdec/accept.h"
 #include "sim/specdec/rng.h"
 #include "sim/specdec/tree.h"
 #include "sim/specdec/verify.h"
@@ -281,6 +282,35 @@ static void test_greedy_equals_incremental(void **st)
             }
             assert_true(fabs(s.tokens_per_step - (double)s.tokens / (double)s.steps) < 1e-12);
             assert_true(s.total_s >= s.draft_s + s.verify_s - 1e-6);
+            if (pi < NP - 1 && cfg[c].m != SG_MERGE) {
+                /* the simulator's trace replay of SSM_1's rank trace over the
+                 * reference is exact: the same number of LLM passes */
+                int32_t rk[128];
+                OK(sg_rank_trace(ssms[0], prompt, plen, ref, nref, 8, rk, &e_));
+                int64_t off0 = 0;
+                int32_t len0 = nref;
+                ps_err ea = {0};
+                sd_accept *a = sd_accept_trace(rk, &off0, &len0, 1, &ea);
+                assert_non_null(a);
+                int kk[8];
+                for (int i = 0; i < 8; i++)
+                    kk[i] = cfg[c].m == SG_SEQUENCE ? 1 : cfg[c].k[i];
+                sd_tree *t = sd_tree_from_expansion(kk, cfg[c].d, &ea);
+                assert_non_null(t);
+                sd_acc_state as;
+                sd_accept_state_init(a, &as, NULL);
+                int steps = 0, toks = 0;
+                do {
+                    toks += sd_accept_step(a, &as, t, NULL);
+                    steps++;
+                } while (!(as.seq == 0 && as.cursor == 0));
+                assert_int_equal(toks, nref);
+                if (steps != s.steps)
+                    fail_msg("%s, prompt %d: trace replay %d steps, real %d", cfg[c].name, pi,
+                             steps, s.steps);
+                sd_tree_free(t);
+                sd_accept_free(a);
+            }
             tps_sum[c] += s.tokens_per_step;
         }
     }
