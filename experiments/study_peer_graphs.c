@@ -68,6 +68,7 @@ enum {
     M_OPS,
     M_PEER_OBJ,
     M_PEER_SEARCH,
+    M_TIME_LIMITED,
     M_COUNT
 };
 
@@ -94,6 +95,9 @@ static const ps_metric_spec metrics[] = {
                     "minibatch), NaN where the README has none"},
     [M_PEER_SEARCH] = {"peer_search_time_s", "s",
                        "the peer planner's measured search time here (README), NaN if none"},
+    [M_TIME_LIMITED] = {"time_limited", "",
+                        "1 if the search hit time_limit_s: the plan is the best found by then "
+                        "(not proven optimal) or there is none"},
     [M_COUNT] = {NULL, NULL, NULL}};
 
 /* The peers' README numbers: planner, graph, devices -> objective, search */
@@ -262,6 +266,7 @@ static int run(const ps_point *p, double *m, ps_err *e)
                            ? fmax(0, hwm_kb - base_kb) * 1024.0
                            : NAN;
     m[M_FEASIBLE] = r.feasible;
+    m[M_TIME_LIMITED] = strstr(r.note, "time limit") != NULL;
     m[M_SEARCH] = r.search_time_s;
     m[M_OPS] = r.model_ops;
     m[M_STATES] = (double)r.states;
