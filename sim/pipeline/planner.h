@@ -239,7 +239,12 @@ typedef struct pp_popts {
     int ex_max_ops;             /* 0 = 14 */
     double ex_time_limit_s;     /* 0 = 60 */
 
-    double time_limit_s;        /* any planner: give up after this (0 = none) */
+    /* any planner: give up after this (0 = none).  One limit for every
+     * micro-batch size of pp_planner_run (and of a pp_plan_point, searches
+     * and simulations together); at the limit graphpipe returns the least
+     * stage time it has proven feasible (a plan, noted as not proven
+     * optimal), the other planners no plan for the size being searched */
+    double time_limit_s;
 } pp_popts;
 
 void pp_popts_default(pp_popts *o, pp_planner_kind k, int minibatch);
