@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Curated figures for docs/peer-graphs.md from a peer_graphs run done in parts.
+"""Curated figures for docs/peer-graphs.md from peer_graphs runs.
 
-The full `plansim run experiments/peer_graphs.json` does not finish on a
-2-core machine (some points take many minutes, docs/peer-graphs.md), so it was
-run in parts with per-point time limits.  This merges the parts' points tables
-(later files override earlier ones for the same graph/cluster/devices/planner),
-writes peer_graphs_points.csv and draws throughput.png and search_time.png with
+`plansim run experiments/peer_graphs.json` finishes in one run since every
+point is bounded by time_limit_s (docs/DECISIONS.md); runs done in parts (or
+re-runs of some points) can still be merged: later files override earlier
+ones for the same graph/cluster/devices/planner.  Writes
+peer_graphs_points.csv and draws throughput.png and search_time.png with
 gnuplot (log scales).
 
 usage: merge_and_plot.py OUT_DIR PART.h5 [PART.h5 ...]
@@ -37,7 +37,8 @@ def main():
             merged[(r["graph"], r["cluster"], int(r["devices"]), r["planner"])] = r
     keys = sorted(merged)
     cols = ["graph", "cluster", "devices", "planner", "feasible", "throughput_samples_per_s",
-            "search_time_s", "search_peak_bytes", "peer_objective", "peer_search_time_s"]
+            "search_time_s", "search_peak_bytes", "peer_objective", "peer_search_time_s",
+            "time_limited"]
     with open(os.path.join(out_dir, "peer_graphs_points.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
