@@ -158,3 +158,9 @@ int ps_json_check_keys(const json_t *obj, const char *where, const char *const *
     }
     return 0;
 }
+
+double ps_json_num_or_nan(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    return v && json_is_number(v) ? json_number_value(v) : NAN;
+}

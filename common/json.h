@@ -30,6 +30,10 @@ int ps_json_get_str(const json_t *obj, const char *where, const char *key, int r
 int ps_json_get_bool(const json_t *obj, const char *where, const char *key, int required,
                      int *out, ps_err *e);
 
+/* obj[key] as a number, NaN when it is missing or not a number (for
+ * optional report fields read back from a file's own metadata). */
+double ps_json_num_or_nan(const json_t *obj, const char *key);
+
 /* Typed checks on a value already in hand (path given in full). */
 int ps_json_as_int(const json_t *v, const char *path, long long *out, ps_err *e);
 int ps_json_as_num(const json_t *v, const char *path, double *out, ps_err *e);

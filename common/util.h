@@ -39,6 +39,17 @@ void ps_progress_start(ps_progress *p, const char *label, size_t total);
 void ps_progress_update(ps_progress *p, size_t done, const char *detail);
 void ps_progress_end(ps_progress *p);
 
+/* FNV-1a, 64 bits: the offset basis to start from, then bytes, a u64's
+ * eight bytes (little-endian order) or a C string folded in.  Config
+ * fingerprints (cached models' names) and string hash tables use it; the
+ * weight files' checksum (real/io.c) is the same function. */
+#define PS_FNV1A_OFFSET 0xcbf29ce484222325ULL
+uint64_t ps_fnv1a(uint64_t h, const void *data, size_t n);
+uint64_t ps_fnv1a_u64(uint64_t h, uint64_t v);
+uint64_t ps_fnv1a_str(uint64_t h, const char *s);
+/* The bits of a double (for hashing it). */
+uint64_t ps_double_bits(double d);
+
 /* Version and build facts (common/version.c). */
 extern const char ps_version[];
 extern const char ps_git_commit[];

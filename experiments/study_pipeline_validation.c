@@ -345,16 +345,6 @@ static int check(const ps_point *p, ps_err *e)
 
 /* ------------------------------------------------------------------ calibration cache */
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *c = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= c[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* NAME/calib/<model>-b<b>-<hash>.h5: the same ops at the same micro-batch
  * size under the same calibration settings. */
 static int calib_path(const ps_point *p, const pp_model *m, int b, char *out, size_t n,
@@ -373,10 +363,10 @@ static int calib_path(const ps_point *p, const pp_model *m, int b, char *out, si
     json_decref(j);
     if (!txt)
         return ps_errf(e, PS_ERUN, "out of memory");
-    uint64_t h = fnv1a(14695981039346656037ull, txt, strlen(txt));
+    uint64_t h = ps_fnv1a(PS_FNV1A_OFFSET, txt, strlen(txt));
     free(txt);
     long long extra[2] = {ps_point_int(p, "calib_reps"), ps_point_int(p, "workers")};
-    h = fnv1a(h, extra, sizeof extra);
+    h = ps_fnv1a(h, extra, sizeof extra);
     snprintf(out, n, "%s/%s-b%d-%016llx.h5", dir, pp_model_name(m), b, (unsigned long long)h);
     return 0;
 }

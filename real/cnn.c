@@ -124,15 +124,6 @@ double cnn_flops_step(const cnn_config *c, int64_t batch)
     return fwd + 2.0 * fwd - first;
 }
 
-/* A view of the first n rows (n <= the tensor's first dim: never fails). */
-static rt_tensor rows(const rt_tensor *t, int64_t n)
-{
-    rt_tensor v;
-    if (rt_tensor_rows(&v, t, 0, n, NULL))
-        memset(&v, 0, sizeof v);
-    return v;
-}
-
 static rt_param *add_param(cnn *net, const char *name, int ndim, const int64_t *shape, ps_err *e)
 {
     if (net->nparams >= CNN_MAXPARAMS) {
@@ -300,7 +291,7 @@ static int flat_view(const cnn *net, int64_t n, rt_tensor *pool_flat, rt_tensor 
 {
     const cnn_block *b = &net->blk[net->cfg.nblocks - 1];
     int64_t shape[2] = {n, net->flat};
-    rt_tensor p = rows(&b->pool, n), dp = rows(&b->dpool, n);
+    rt_tensor p = rt_view_rows(&b->pool, n), dp = rt_view_rows(&b->dpool, n);
     if (pool_flat && rt_tensor_reshape(pool_flat, &p, 2, shape, e))
         return e ? e->code : PS_ERUN;
     if (dpool_flat && rt_tensor_reshape(dpool_flat, &dp, 2, shape, e))
@@ -331,7 +322,8 @@ int cnn_forward(cnn *net, const rt_tensor *x, int training, ps_err *e)
     const int fu = fused_block(net);
     for (int i = 0; i < c->nblocks; i++) {
         cnn_block *b = &net->blk[i];
-        rt_tensor conv = rows(&b->conv, n), pool = rows(&b->pool, n), am = rows(&b->argmax, n);
+        rt_tensor conv = rt_view_rows(&b->conv, n), pool = rt_view_rows(&b->pool, n),
+                  am = rt_view_rows(&b->argmax, n);
         if (rt_conv2d_fwd(&g, in, &b->conv_w->w, b->conv_b ? &b->conv_b->w : NULL, &conv, e))
             return e ? e->code : PS_ERUN;
         if (fu) {
@@ -342,11 +334,11 @@ int cnn_forward(cnn *net, const rt_tensor *x, int training, ps_err *e)
             in = &in_view;
             continue;
         }
-        rt_tensor act = rows(&b->act, n);
+        rt_tensor act = rt_view_rows(&b->act, n);
         const rt_tensor *pre = &conv;
         rt_tensor bnv;
         if (c->batchnorm) {
-            bnv = rows(&b->bn, n);
+            bnv = rt_view_rows(&b->bn, n);
             if (rt_batchnorm_fwd(&bn, &conv, &b->bn_g->w, &b->bn_b->w, &b->bn_rm->w,
                                  &b->bn_rv->w, &bnv, &b->mean, &b->rstd, e))
                 return e ? e->code : PS_ERUN;
@@ -357,11 +349,11 @@ int cnn_forward(cnn *net, const rt_tensor *x, int training, ps_err *e)
         in_view = pool;
         in = &in_view;
     }
-    rt_tensor flat, logits = rows(&net->logits, n);
+    rt_tensor flat, logits = rt_view_rows(&net->logits, n);
     if (flat_view(net, n, &flat, NULL, e))
         return e->code;
     if (c->hidden) {
-        rt_tensor h1 = rows(&net->h1, n), a1 = rows(&net->a1, n);
+        rt_tensor h1 = rt_view_rows(&net->h1, n), a1 = rt_view_rows(&net->a1, n);
         if (rt_linear_fwd(&flat, &net->fc1_w->w, &net->fc1_b->w, &h1, e) ||
             rt_act_fwd(RT_RELU, 0, &h1, &a1, e) ||
             rt_linear_fwd(&a1, &net->fc2_w->w, &net->fc2_b->w, &logits, e))
@@ -397,7 +389,7 @@ int cnn_loss(cnn *net, const rt_tensor *labels, double *loss, ps_err *e)
     int64_t n = net->cur_n;
     if (n < 1)
         return ps_errf(e, PS_EINPUT, "cnn_loss: no forward yet");
-    rt_tensor logits = rows(&net->logits, n), probs = rows(&net->probs, n);
+    rt_tensor logits = rt_view_rows(&net->logits, n), probs = rt_view_rows(&net->probs, n);
     return rt_softmax_xent_fwd(&logits, labels, &probs, loss, e);
 }
 
@@ -415,12 +407,14 @@ int cnn_backward(cnn *net, const rt_tensor *x, const rt_tensor *labels, ps_err *
     rt_bn bn = net->bn;
     bn.training = net->training;
     rt_conv g = {.stride = 1, .pad = c->ksize / 2};
-    rt_tensor probs = rows(&net->probs, n), dlogits = rows(&net->dlogits, n), flat, dflat;
+    rt_tensor probs = rt_view_rows(&net->probs, n), dlogits = rt_view_rows(&net->dlogits, n), flat,
+              dflat;
     if (rt_softmax_xent_bwd(&probs, labels, 1.0, &dlogits, e) ||
         flat_view(net, n, &flat, &dflat, e))
         return e ? e->code : PS_ERUN;
     if (c->hidden) {
-        rt_tensor h1 = rows(&net->h1, n), a1 = rows(&net->a1, n), dh1 = rows(&net->dh1, n);
+        rt_tensor h1 = rt_view_rows(&net->h1, n), a1 = rt_view_rows(&net->a1, n),
+                  dh1 = rt_view_rows(&net->dh1, n);
         if (rt_linear_bwd(&a1, &net->fc2_w->w, &dlogits, &dh1, &net->fc2_w->g, &net->fc2_b->g,
                           e) ||
             rt_act_bwd(RT_RELU, 0, &h1, &a1, &dh1, &dh1, e) ||
@@ -433,30 +427,31 @@ int cnn_backward(cnn *net, const rt_tensor *x, const rt_tensor *labels, ps_err *
     net->conv_spent = fu;
     for (int i = c->nblocks - 1; i >= 0; i--) {
         cnn_block *b = &net->blk[i];
-        rt_tensor conv = rows(&b->conv, n), am = rows(&b->argmax, n), dpool = rows(&b->dpool, n);
+        rt_tensor conv = rt_view_rows(&b->conv, n), am = rt_view_rows(&b->argmax, n),
+                  dpool = rt_view_rows(&b->dpool, n);
         rt_tensor dconv;
         if (fu) { /* in place: the conv output becomes its gradient */
-            rt_tensor pool = rows(&b->pool, n);
+            rt_tensor pool = rt_view_rows(&b->pool, n);
             dconv = conv;
             if (rt_bn_relu_maxpool_bwd(&bn, 2, 2, &conv, &b->bn_g->w, &b->mean, &b->rstd, &pool,
                                        &am, &dpool, &dconv, &b->bn_g->g, &b->bn_b->g, e))
                 return e ? e->code : PS_ERUN;
         } else {
-            rt_tensor act = rows(&b->act, n), dact = rows(&b->dact, n);
-            rt_tensor pre = c->batchnorm ? rows(&b->bn, n) : conv;
+            rt_tensor act = rt_view_rows(&b->act, n), dact = rt_view_rows(&b->dact, n);
+            rt_tensor pre = c->batchnorm ? rt_view_rows(&b->bn, n) : conv;
             if (rt_maxpool2d_bwd(2, 2, &am, &dpool, &dact, e) ||
                 rt_act_bwd(RT_RELU, 0, &pre, &act, &dact, &dact, e))
                 return e ? e->code : PS_ERUN;
             dconv = dact;
             if (c->batchnorm) {
-                dconv = rows(&b->dconv, n);
+                dconv = rt_view_rows(&b->dconv, n);
                 if (rt_batchnorm_bwd(&bn, &conv, &b->bn_g->w, &b->mean, &b->rstd, &dact, &dconv,
                                      &b->bn_g->g, &b->bn_b->g, e))
                     return e ? e->code : PS_ERUN;
             }
         }
-        rt_tensor in = i ? rows(&net->blk[i - 1].pool, n) : *x;
-        rt_tensor din = i ? rows(&net->blk[i - 1].dpool, n) : (rt_tensor){0};
+        rt_tensor in = i ? rt_view_rows(&net->blk[i - 1].pool, n) : *x;
+        rt_tensor din = i ? rt_view_rows(&net->blk[i - 1].dpool, n) : (rt_tensor){0};
         if (rt_conv2d_bwd(&g, &in, &b->conv_w->w, &dconv, i ? &din : NULL, &b->conv_w->g,
                           b->conv_b ? &b->conv_b->g : NULL, e))
             return e ? e->code : PS_ERUN;
@@ -469,7 +464,7 @@ int cnn_predict(const cnn *net, int32_t *pred, ps_err *e)
     int64_t n = net->cur_n, k = net->cfg.classes;
     if (n < 1)
         return ps_errf(e, PS_EINPUT, "cnn_predict: no forward yet");
-    rt_tensor lg = rows(&net->logits, n);
+    rt_tensor lg = rt_view_rows(&net->logits, n);
     size_t bytes = (size_t)(n * k) * rt_dtype_size(net->dt);
     void *h = malloc(bytes);
     if (!h)

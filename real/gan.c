@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/util.h"
 
 #define GAN_FORMAT_VERSION 1
@@ -78,39 +79,23 @@ int gan_config_check(const gan_config *c, ps_err *e)
     return 0;
 }
 
-static uint64_t fnv_u64(uint64_t h, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        h ^= (v >> (8 * i)) & 0xff;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-static uint64_t dbl_bits(double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return u;
-}
-
 uint64_t gan_config_hash(const gan_config *c)
 {
-    uint64_t h = 1469598103934665603ULL;
-    h = fnv_u64(h, GAN_FORMAT_VERSION);
-    h = fnv_u64(h, (uint64_t)c->zdim);
-    h = fnv_u64(h, (uint64_t)c->g_ch1);
-    h = fnv_u64(h, (uint64_t)c->g_ch2);
-    h = fnv_u64(h, (uint64_t)c->d_ch1);
-    h = fnv_u64(h, (uint64_t)c->d_ch2);
-    h = fnv_u64(h, (uint64_t)c->d_bn);
-    h = fnv_u64(h, (uint64_t)c->batch);
-    h = fnv_u64(h, (uint64_t)c->steps);
-    h = fnv_u64(h, (uint64_t)c->ntrain);
-    h = fnv_u64(h, dbl_bits(c->lr));
-    h = fnv_u64(h, dbl_bits(c->beta1));
-    h = fnv_u64(h, dbl_bits(c->beta2));
-    return fnv_u64(h, c->seed);
+    uint64_t h = PS_FNV1A_OFFSET;
+    h = ps_fnv1a_u64(h, GAN_FORMAT_VERSION);
+    h = ps_fnv1a_u64(h, (uint64_t)c->zdim);
+    h = ps_fnv1a_u64(h, (uint64_t)c->g_ch1);
+    h = ps_fnv1a_u64(h, (uint64_t)c->g_ch2);
+    h = ps_fnv1a_u64(h, (uint64_t)c->d_ch1);
+    h = ps_fnv1a_u64(h, (uint64_t)c->d_ch2);
+    h = ps_fnv1a_u64(h, (uint64_t)c->d_bn);
+    h = ps_fnv1a_u64(h, (uint64_t)c->batch);
+    h = ps_fnv1a_u64(h, (uint64_t)c->steps);
+    h = ps_fnv1a_u64(h, (uint64_t)c->ntrain);
+    h = ps_fnv1a_u64(h, ps_double_bits(c->lr));
+    h = ps_fnv1a_u64(h, ps_double_bits(c->beta1));
+    h = ps_fnv1a_u64(h, ps_double_bits(c->beta2));
+    return ps_fnv1a_u64(h, c->seed);
 }
 
 json_t *gan_config_to_json(const gan_config *c)
@@ -125,32 +110,6 @@ json_t *gan_config_to_json(const gan_config *c)
 }
 
 /* ------------------------------------------------------------------ shared helpers */
-
-static rt_tensor rows(const rt_tensor *t, int64_t n)
-{
-    rt_tensor v;
-    if (rt_tensor_rows(&v, t, 0, n, NULL))
-        memset(&v, 0, sizeof v);
-    return v;
-}
-
-static rt_tensor reshape4(const rt_tensor *t, int64_t a, int64_t b, int64_t c, int64_t d)
-{
-    rt_tensor v;
-    int64_t s[4] = {a, b, c, d};
-    if (rt_tensor_reshape(&v, t, 4, s, NULL))
-        memset(&v, 0, sizeof v);
-    return v;
-}
-
-static rt_tensor reshape2(const rt_tensor *t, int64_t a, int64_t b)
-{
-    rt_tensor v;
-    int64_t s[2] = {a, b};
-    if (rt_tensor_reshape(&v, t, 2, s, NULL))
-        memset(&v, 0, sizeof v);
-    return v;
-}
 
 static rt_param *add_param(rt_param *ps, int *np, const char *name, rt_dev *d, rt_dtype dt,
                            int ndim, const int64_t *shape, ps_err *e)
@@ -273,9 +232,11 @@ int gan_gen_forward(gan_gen *g, const rt_tensor *z, int training, ps_err *e)
     rt_bn bn = g->bn;
     bn.training = training;
     const int64_t C1 = c->g_ch1;
-    rt_tensor h0 = rows(&g->h0, n), h0v = reshape4(&h0, n, C1, 7, 7), b0 = rows(&g->b0, n),
-              a0 = rows(&g->a0, n), h1 = rows(&g->h1, n), b1 = rows(&g->b1, n),
-              a1 = rows(&g->a1, n), h2 = rows(&g->h2, n), out = rows(&g->out, n);
+    rt_tensor h0 = rt_view_rows(&g->h0, n), h0v = rt_view4(&h0, n, C1, 7, 7),
+              b0 = rt_view_rows(&g->b0, n), a0 = rt_view_rows(&g->a0, n),
+              h1 = rt_view_rows(&g->h1, n), b1 = rt_view_rows(&g->b1, n),
+              a1 = rt_view_rows(&g->a1, n), h2 = rt_view_rows(&g->h2, n),
+              out = rt_view_rows(&g->out, n);
     rt_convt ct = {.stride = 2, .pad = 1, .out_pad = 0};
     RC(rt_linear_fwd(z, &g->fc_w->w, NULL, &h0, e));
     RC(rt_batchnorm_fwd(&bn, &h0v, &g->bn0_g->w, &g->bn0_b->w, &g->bn0_rm->w, &g->bn0_rv->w, &b0,
@@ -310,11 +271,14 @@ int gan_gen_backward(gan_gen *g, const rt_tensor *z, const rt_tensor *dout, rt_t
     bn.training = g->training;
     const int64_t C1 = c->g_ch1;
     const int pg = param_grads != 0;
-    rt_tensor h0 = rows(&g->h0, n), h0v = reshape4(&h0, n, C1, 7, 7), b0 = rows(&g->b0, n),
-              a0 = rows(&g->a0, n), h1 = rows(&g->h1, n), b1 = rows(&g->b1, n),
-              a1 = rows(&g->a1, n), h2 = rows(&g->h2, n), out = rows(&g->out, n);
-    rt_tensor dh0 = rows(&g->dh0, n), dh0v = reshape4(&dh0, n, C1, 7, 7), da0 = rows(&g->da0, n),
-              dh1 = rows(&g->dh1, n), da1 = rows(&g->da1, n), dh2 = rows(&g->dh2, n);
+    rt_tensor h0 = rt_view_rows(&g->h0, n), h0v = rt_view4(&h0, n, C1, 7, 7),
+              b0 = rt_view_rows(&g->b0, n), a0 = rt_view_rows(&g->a0, n),
+              h1 = rt_view_rows(&g->h1, n), b1 = rt_view_rows(&g->b1, n),
+              a1 = rt_view_rows(&g->a1, n), h2 = rt_view_rows(&g->h2, n),
+              out = rt_view_rows(&g->out, n);
+    rt_tensor dh0 = rt_view_rows(&g->dh0, n), dh0v = rt_view4(&dh0, n, C1, 7, 7),
+              da0 = rt_view_rows(&g->da0, n), dh1 = rt_view_rows(&g->dh1, n),
+              da1 = rt_view_rows(&g->da1, n), dh2 = rt_view_rows(&g->dh2, n);
     rt_convt ct = {.stride = 2, .pad = 1, .out_pad = 0};
     RC(rt_act_bwd(RT_TANH, 0, &h2, &out, dout, &dh2, e));
     RC(rt_convt2d_bwd(&ct, &a1, &g->ct2_w->w, &dh2, &da1, pg ? &g->ct2_w->g : NULL,
@@ -350,7 +314,7 @@ int gan_generate(gan_gen *g, const float *z, int64_t n, float *x, ps_err *e)
     int rc = 0;
     for (int64_t i = 0; i < n && !rc; i += g->max_batch) {
         int64_t b = n - i < g->max_batch ? n - i : g->max_batch;
-        rt_tensor zv = rows(&zt, b), out;
+        rt_tensor zv = rt_view_rows(&zt, b), out;
         rc = rt_tensor_from_host(&zv, z + i * g->cfg.zdim, e) ||
              gan_gen_forward(g, &zv, 0, e) || gan_gen_output(g, &out, e) ||
              rt_tensor_to_host(&out, x + i * GAN_PIX, e);
@@ -466,21 +430,22 @@ int gan_disc_forward(gan_disc *d, const rt_tensor *x, int training, ps_err *e)
     rt_bn bn = d->bn;
     bn.training = training;
     rt_conv cv = {.stride = 2, .pad = 1};
-    rt_tensor h1 = rows(&d->h1, n), a1 = rows(&d->a1, n), h2 = rows(&d->h2, n),
-              a2 = rows(&d->a2, n), lg = rows(&d->logit, n);
+    rt_tensor h1 = rt_view_rows(&d->h1, n), a1 = rt_view_rows(&d->a1, n),
+              h2 = rt_view_rows(&d->h2, n), a2 = rt_view_rows(&d->a2, n),
+              lg = rt_view_rows(&d->logit, n);
     RC(rt_conv2d_fwd(&cv, x, &d->c1_w->w, &d->c1_b->w, &h1, e));
     RC(rt_act_fwd(RT_LEAKY_RELU, 0.2, &h1, &a1, e));
     RC(rt_conv2d_fwd(&cv, &a1, &d->c2_w->w, d->c2_b ? &d->c2_b->w : NULL, &h2, e));
     const rt_tensor *pre = &h2;
     rt_tensor b2;
     if (c->d_bn) {
-        b2 = rows(&d->b2, n);
+        b2 = rt_view_rows(&d->b2, n);
         RC(rt_batchnorm_fwd(&bn, &h2, &d->bn_g->w, &d->bn_b->w, &d->bn_rm->w, &d->bn_rv->w, &b2,
                             &d->m2, &d->r2, e));
         pre = &b2;
     }
     RC(rt_act_fwd(RT_LEAKY_RELU, 0.2, pre, &a2, e));
-    rt_tensor flat = reshape2(&a2, n, (int64_t)c->d_ch2 * 49);
+    rt_tensor flat = rt_view2(&a2, n, (int64_t)c->d_ch2 * 49);
     RC(rt_linear_fwd(&flat, &d->fc_w->w, &d->fc_b->w, &lg, e));
     return 0;
 }
@@ -505,15 +470,16 @@ int gan_disc_backward(gan_disc *d, const rt_tensor *x, const rt_tensor *dlogit, 
     rt_bn bn = d->bn;
     bn.training = d->training;
     rt_conv cv = {.stride = 2, .pad = 1};
-    rt_tensor h1 = rows(&d->h1, n), a1 = rows(&d->a1, n), h2 = rows(&d->h2, n),
-              a2 = rows(&d->a2, n), da1 = rows(&d->da1, n), dh2 = rows(&d->dh2, n),
-              da2 = rows(&d->da2, n);
-    rt_tensor flat = reshape2(&a2, n, (int64_t)c->d_ch2 * 49),
-              dflat = reshape2(&da2, n, (int64_t)c->d_ch2 * 49);
+    rt_tensor h1 = rt_view_rows(&d->h1, n), a1 = rt_view_rows(&d->a1, n),
+              h2 = rt_view_rows(&d->h2, n), a2 = rt_view_rows(&d->a2, n),
+              da1 = rt_view_rows(&d->da1, n), dh2 = rt_view_rows(&d->dh2, n),
+              da2 = rt_view_rows(&d->da2, n);
+    rt_tensor flat = rt_view2(&a2, n, (int64_t)c->d_ch2 * 49),
+              dflat = rt_view2(&da2, n, (int64_t)c->d_ch2 * 49);
     RC(rt_linear_bwd(&flat, &d->fc_w->w, dlogit, &dflat, pg ? &d->fc_w->g : NULL,
                      pg ? &d->fc_b->g : NULL, e));
     if (c->d_bn) {
-        rt_tensor b2 = rows(&d->b2, n);
+        rt_tensor b2 = rt_view_rows(&d->b2, n);
         RC(rt_act_bwd(RT_LEAKY_RELU, 0.2, &b2, &a2, &da2, &da2, e));
         RC(rt_batchnorm_bwd(&bn, &h2, &d->bn_g->w, &d->m2, &d->r2, &da2, &dh2,
                             pg ? &d->bn_g->g : NULL, pg ? &d->bn_b->g : NULL, e));
@@ -606,7 +572,7 @@ static void ws_free(gan_train_ws *w)
 static int disc_loss(gan_disc *d, gan_train_ws *w, int64_t n, int target, double *loss,
                      double *prob, ps_err *e)
 {
-    rt_tensor lg, dl = rows(&w->dl, n);
+    rt_tensor lg, dl = rt_view_rows(&w->dl, n);
     RC(gan_disc_logits(d, &lg, e));
     RC(rt_tensor_to_host(&lg, w->hl, e));
     *loss = gan_bce_logits(w->hl, n, target, 1.0, w->hdl);
@@ -630,7 +596,7 @@ static int recalibrate_bn(gan_gen *g, rt_tensor *z, float *hz, int64_t b, int nb
     for (int k = 1; k <= nb && !rc; k++) {
         g->bn.momentum = 1.0 / k;
         gan_sample_z(rng, b, g->cfg.zdim, hz);
-        rt_tensor zv = rows(z, b);
+        rt_tensor zv = rt_view_rows(z, b);
         rc = rt_tensor_from_host(&zv, hz, e) || gan_gen_forward(g, &zv, 1, e);
     }
     g->bn.momentum = mom;
@@ -690,7 +656,7 @@ int gan_train(const gan_config *cfg, const fmnist_set *train, int verbose, gan_m
     if (!verbose)
         pr.enabled = 0;
     double t0 = ps_now_s();
-    rt_tensor zv = rows(&w.z, B), fake;
+    rt_tensor zv = rt_view_rows(&w.z, B), fake;
     for (int64_t s = 0; s < S; s++) {
         if (pos + B > N) {
             shuffle(w.perm, N, &rng);
@@ -816,12 +782,6 @@ int gan_save(const char *path, const gan_model *m, ps_err *e)
     return rc;
 }
 
-static double jnum(json_t *o, const char *k)
-{
-    json_t *v = json_object_get(o, k);
-    return v && json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 int gan_load(const char *path, gan_model *m, ps_err *e)
 {
     int n = 0;
@@ -852,14 +812,14 @@ int gan_load(const char *path, gan_model *m, ps_err *e)
     gan_report *r = &m->rep;
     r->g_params = rt_params_numel(m->g.params, m->g.ntrain);
     r->d_params = rt_params_numel(m->d.params, m->d.ntrain);
-    r->d_loss_first = jnum(j, "d_loss_first");
-    r->g_loss_first = jnum(j, "g_loss_first");
-    r->d_loss_last = jnum(j, "d_loss_last");
-    r->g_loss_last = jnum(j, "g_loss_last");
-    r->d_real_last = jnum(j, "d_real_last");
-    r->d_fake_last = jnum(j, "d_fake_last");
-    r->train_s = jnum(j, "train_s");
-    r->steps = (int64_t)jnum(j, "steps");
+    r->d_loss_first = ps_json_num_or_nan(j, "d_loss_first");
+    r->g_loss_first = ps_json_num_or_nan(j, "g_loss_first");
+    r->d_loss_last = ps_json_num_or_nan(j, "d_loss_last");
+    r->g_loss_last = ps_json_num_or_nan(j, "g_loss_last");
+    r->d_real_last = ps_json_num_or_nan(j, "d_real_last");
+    r->d_fake_last = ps_json_num_or_nan(j, "d_fake_last");
+    r->train_s = ps_json_num_or_nan(j, "train_s");
+    r->steps = (int64_t)ps_json_num_or_nan(j, "steps");
     json_decref(j);
     return 0;
 }
@@ -1088,7 +1048,7 @@ int gan_classifier_features(cnn *clf, const float *x, int64_t n, float *f, ps_er
         int64_t b = n - i < B ? n - i : B;
         for (int64_t j = 0; j < b * GAN_PIX; j++)
             h[j] = (float)(((x[i * GAN_PIX + j] + 1.0) * 0.5 - FMNIST_MEAN) / FMNIST_STD);
-        rt_tensor xv = rows(&xt, b), fv;
+        rt_tensor xv = rt_view_rows(&xt, b), fv;
         rc = rt_tensor_from_host(&xv, h, e) || cnn_forward(clf, &xv, 0, e) ||
              cnn_features(clf, &fv, e) || rt_tensor_to_host(&fv, f + i * dim, e);
     }

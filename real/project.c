@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/util.h"
 
 #define PJ_FORMAT_VERSION 1
@@ -232,41 +233,25 @@ int pj_config_check(const pj_config *c, ps_err *e)
     return 0;
 }
 
-static uint64_t fnv_u64(uint64_t h, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        h ^= (v >> (8 * i)) & 0xff;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-static uint64_t dbl_bits(double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return u;
-}
-
 uint64_t pj_config_hash(const pj_config *c, uint64_t gan_hash)
 {
-    uint64_t h = 1469598103934665603ULL;
-    h = fnv_u64(h, PJ_FORMAT_VERSION);
-    h = fnv_u64(h, gan_hash);
-    h = fnv_u64(h, (uint64_t)c->zdim);
-    h = fnv_u64(h, (uint64_t)c->down);
-    h = fnv_u64(h, (uint64_t)c->factor);
-    h = fnv_u64(h, (uint64_t)c->ch1);
-    h = fnv_u64(h, (uint64_t)c->ch2);
-    h = fnv_u64(h, (uint64_t)c->hidden);
-    h = fnv_u64(h, dbl_bits(c->lambda_z));
-    h = fnv_u64(h, dbl_bits(c->lambda_x));
-    h = fnv_u64(h, dbl_bits(c->lambda_real));
-    h = fnv_u64(h, (uint64_t)c->batch);
-    h = fnv_u64(h, (uint64_t)c->steps);
-    h = fnv_u64(h, dbl_bits(c->lr));
-    h = fnv_u64(h, (uint64_t)c->nreal);
-    return fnv_u64(h, c->seed);
+    uint64_t h = PS_FNV1A_OFFSET;
+    h = ps_fnv1a_u64(h, PJ_FORMAT_VERSION);
+    h = ps_fnv1a_u64(h, gan_hash);
+    h = ps_fnv1a_u64(h, (uint64_t)c->zdim);
+    h = ps_fnv1a_u64(h, (uint64_t)c->down);
+    h = ps_fnv1a_u64(h, (uint64_t)c->factor);
+    h = ps_fnv1a_u64(h, (uint64_t)c->ch1);
+    h = ps_fnv1a_u64(h, (uint64_t)c->ch2);
+    h = ps_fnv1a_u64(h, (uint64_t)c->hidden);
+    h = ps_fnv1a_u64(h, ps_double_bits(c->lambda_z));
+    h = ps_fnv1a_u64(h, ps_double_bits(c->lambda_x));
+    h = ps_fnv1a_u64(h, ps_double_bits(c->lambda_real));
+    h = ps_fnv1a_u64(h, (uint64_t)c->batch);
+    h = ps_fnv1a_u64(h, (uint64_t)c->steps);
+    h = ps_fnv1a_u64(h, ps_double_bits(c->lr));
+    h = ps_fnv1a_u64(h, (uint64_t)c->nreal);
+    return ps_fnv1a_u64(h, c->seed);
 }
 
 json_t *pj_config_to_json(const pj_config *c)
@@ -280,23 +265,6 @@ json_t *pj_config_to_json(const pj_config *c)
 }
 
 /* ------------------------------------------------------------------ tensors <-> host doubles */
-
-static rt_tensor rows(const rt_tensor *t, int64_t n)
-{
-    rt_tensor v;
-    if (rt_tensor_rows(&v, t, 0, n, NULL))
-        memset(&v, 0, sizeof v);
-    return v;
-}
-
-static rt_tensor reshape2(const rt_tensor *t, int64_t a, int64_t b)
-{
-    rt_tensor v;
-    int64_t s[2] = {a, b};
-    if (rt_tensor_reshape(&v, t, 2, s, NULL))
-        memset(&v, 0, sizeof v);
-    return v;
-}
 
 /* Upload / download a CPU or device tensor from / to host doubles. */
 static int put_d(rt_tensor *t, const double *src, ps_err *e)
@@ -431,14 +399,15 @@ int pj_net_forward(pj_net *p, const rt_tensor *x, ps_err *e)
     }
     p->cur_n = n;
     rt_conv cv = {.stride = 2, .pad = 1};
-    rt_tensor x1 = rows(&p->x1, n), a1 = rows(&p->a1, n), x2 = rows(&p->x2, n),
-              a2 = rows(&p->a2, n), z = rows(&p->z, n), flat = reshape2(&a2, n, p->flat);
+    rt_tensor x1 = rt_view_rows(&p->x1, n), a1 = rt_view_rows(&p->a1, n),
+              x2 = rt_view_rows(&p->x2, n), a2 = rt_view_rows(&p->a2, n),
+              z = rt_view_rows(&p->z, n), flat = rt_view2(&a2, n, p->flat);
     RC(rt_conv2d_fwd(&cv, x, &p->c1_w->w, &p->c1_b->w, &x1, e));
     RC(rt_act_fwd(RT_LEAKY_RELU, 0.2, &x1, &a1, e));
     RC(rt_conv2d_fwd(&cv, &a1, &p->c2_w->w, &p->c2_b->w, &x2, e));
     RC(rt_act_fwd(RT_LEAKY_RELU, 0.2, &x2, &a2, e));
     if (p->cfg.hidden) {
-        rt_tensor hh = rows(&p->hh, n), ha = rows(&p->ha, n);
+        rt_tensor hh = rt_view_rows(&p->hh, n), ha = rt_view_rows(&p->ha, n);
         RC(rt_linear_fwd(&flat, &p->f1_w->w, &p->f1_b->w, &hh, e));
         RC(rt_act_fwd(RT_LEAKY_RELU, 0.2, &hh, &ha, e));
         RC(rt_linear_fwd(&ha, &p->f2_w->w, &p->f2_b->w, &z, e));
@@ -462,11 +431,13 @@ int pj_net_backward(pj_net *p, const rt_tensor *x, const rt_tensor *dz, ps_err *
                        "pj_net_backward: x and dz must match the last forward (%lld rows)",
                        (long long)n);
     rt_conv cv = {.stride = 2, .pad = 1};
-    rt_tensor x1 = rows(&p->x1, n), a1 = rows(&p->a1, n), x2 = rows(&p->x2, n),
-              a2 = rows(&p->a2, n), da1 = rows(&p->da1, n), da2 = rows(&p->da2, n),
-              flat = reshape2(&a2, n, p->flat), dflat = reshape2(&da2, n, p->flat);
+    rt_tensor x1 = rt_view_rows(&p->x1, n), a1 = rt_view_rows(&p->a1, n),
+              x2 = rt_view_rows(&p->x2, n), a2 = rt_view_rows(&p->a2, n),
+              da1 = rt_view_rows(&p->da1, n), da2 = rt_view_rows(&p->da2, n),
+              flat = rt_view2(&a2, n, p->flat), dflat = rt_view2(&da2, n, p->flat);
     if (p->cfg.hidden) {
-        rt_tensor hh = rows(&p->hh, n), ha = rows(&p->ha, n), dha = rows(&p->dha, n);
+        rt_tensor hh = rt_view_rows(&p->hh, n), ha = rt_view_rows(&p->ha, n),
+                  dha = rt_view_rows(&p->dha, n);
         RC(rt_linear_bwd(&ha, &p->f2_w->w, dz, &dha, &p->f2_w->g, &p->f2_b->g, e));
         RC(rt_act_bwd(RT_LEAKY_RELU, 0.2, &hh, &ha, &dha, &dha, e));
         RC(rt_linear_bwd(&flat, &p->f1_w->w, &dha, &dflat, &p->f1_w->g, &p->f1_b->g, e));
@@ -586,7 +557,7 @@ static int pixel_term(gan_gen *g, const pj_down *d, lg_ws *w, const rt_tensor *z
     }
     *loss = s / ((double)np * (double)n);
     up_many(d, w->yh, n, w->g);
-    rt_tensor dx = rows(&w->dx, n), dz = rows(&w->dz, n);
+    rt_tensor dx = rt_view_rows(&w->dx, n), dz = rt_view_rows(&w->dz, n);
     RC(put_d(&dx, w->g, e));
     RC(gan_gen_backward_z(g, zt, &dx, &dz, e));
     const int64_t Z = g->cfg.zdim;
@@ -597,7 +568,7 @@ static int pixel_term(gan_gen *g, const pj_down *d, lg_ws *w, const rt_tensor *z
 /* P forward on y (host, [n, np]) -> zh (host) and zt (device copy). */
 static int proj_host(pj_net *p, lg_ws *w, int64_t n, ps_err *e)
 {
-    rt_tensor xin = rows(&w->xin, n), zo, zt = rows(&w->zt, n);
+    rt_tensor xin = rt_view_rows(&w->xin, n), zo, zt = rt_view_rows(&w->zt, n);
     RC(put_d(&xin, w->y, e));
     RC(pj_net_forward(p, &xin, e));
     RC(pj_net_output(p, &zo, e));
@@ -628,7 +599,7 @@ int pj_loss_grad(pj_net *p, gan_gen *g, const float *zb, int64_t n, const float 
         goto out;
     /* synthetic pairs: z -> G(z) -> D -> P -> zh */
     {
-        rt_tensor zt = rows(&w.zt, n);
+        rt_tensor zt = rt_view_rows(&w.zt, n);
         for (int64_t i = 0; i < n * Z; i++)
             w.dzl[i] = zb[i];
         if ((rc = put_d(&zt, w.dzl, e)) || (rc = gen_host(g, &zt, w.x, e)))
@@ -645,7 +616,7 @@ int pj_loss_grad(pj_net *p, gan_gen *g, const float *zb, int64_t n, const float 
         }
         vz = s / ((double)Z * (double)n);
         if (c->lambda_x > 0) {
-            zt = rows(&w.zt, n);
+            zt = rt_view_rows(&w.zt, n);
             if ((rc = pixel_term(g, &p->down, &w, &zt, n, c->lambda_x, &vx, e)))
                 goto out;
             for (int64_t i = 0; i < n * Z; i++)
@@ -653,7 +624,7 @@ int pj_loss_grad(pj_net *p, gan_gen *g, const float *zb, int64_t n, const float 
         } else { /* still report the pixel loss */
             double s2 = 0;
             const int np = pj_down_npix(&p->down);
-            zt = rows(&w.zt, n);
+            zt = rt_view_rows(&w.zt, n);
             if ((rc = gen_host(g, &zt, w.x, e)))
                 goto out;
             down_many(&p->down, w.x, n, w.yh);
@@ -661,7 +632,7 @@ int pj_loss_grad(pj_net *p, gan_gen *g, const float *zb, int64_t n, const float 
                 s2 += (w.yh[i] - w.y[i]) * (w.yh[i] - w.y[i]);
             vx = s2 / ((double)np * (double)n);
         }
-        rt_tensor dz = rows(&w.dz, n), xin = rows(&w.xin, n);
+        rt_tensor dz = rt_view_rows(&w.dz, n), xin = rt_view_rows(&w.xin, n);
         /* P's activations are still those of proj_host (G ran since, P not) */
         if ((rc = put_d(&dz, w.dzl, e)) || (rc = pj_net_backward(p, &xin, &dz, e)))
             goto out;
@@ -673,10 +644,10 @@ int pj_loss_grad(pj_net *p, gan_gen *g, const float *zb, int64_t n, const float 
         down_many(&p->down, w.tmp, nr, w.y);
         if ((rc = proj_host(p, &w, nr, e)))
             goto out;
-        rt_tensor zt = rows(&w.zt, nr);
+        rt_tensor zt = rt_view_rows(&w.zt, nr);
         if ((rc = pixel_term(g, &p->down, &w, &zt, nr, c->lambda_real, &vr, e)))
             goto out;
-        rt_tensor dz = rows(&w.dz, nr), xin = rows(&w.xin, nr);
+        rt_tensor dz = rt_view_rows(&w.dz, nr), xin = rt_view_rows(&w.xin, nr);
         if ((rc = put_d(&dz, w.dzp, e)) || (rc = pj_net_backward(p, &xin, &dz, e)))
             goto out;
     }
@@ -705,7 +676,7 @@ int pj_project(pj_net *p, const float *x_lr, int64_t n, float *z, double *second
     int rc = rt_tensor_new4(&xt, p->dev, RT_F32, B, 1, p->r, p->r, e);
     for (int64_t i = 0; i < n && !rc; i += B) {
         int64_t b = n - i < B ? n - i : B;
-        rt_tensor xv = rows(&xt, b), zo;
+        rt_tensor xv = rt_view_rows(&xt, b), zo;
         rc = rt_tensor_from_host(&xv, x_lr + i * np, e) || pj_net_forward(p, &xv, e) ||
              pj_net_output(p, &zo, e) || rt_tensor_to_host(&zo, z + i * Z, e);
     }
@@ -739,7 +710,8 @@ int pj_heldout_latent_mse(pj_net *p, gan_gen *g, int64_t n, uint64_t seed, doubl
                           ps_err *e)
 {
     const int Z = p->cfg.zdim, np = pj_down_npix(&p->down);
-    float *z = malloc(sizeof(float) * (size_t)(n * Z)), *zh = malloc(sizeof(float) * (size_t)(n * Z)),
+    float *z = malloc(sizeof(float) * (size_t)(n * Z)),
+          *zh = malloc(sizeof(float) * (size_t)(n * Z)),
           *x = malloc(sizeof(float) * (size_t)(n * GAN_PIX)),
           *y = malloc(sizeof(float) * (size_t)(n * np));
     int rc = 0;
@@ -811,7 +783,8 @@ static int opt_chunk(gan_gen *g, const pj_down *d, lg_ws *w, int64_t b, const do
         return ps_errf(e, PS_ERUN, "pj_optimize: out of memory");
     }
     memcpy(zf, z0, sizeof(double) * (size_t)(b * Z));
-    rt_tensor zt = rows(&w->zt, b), dx = rows(&w->dx, b), dz = rows(&w->dz, b);
+    rt_tensor zt = rt_view_rows(&w->zt, b), dx = rt_view_rows(&w->dx, b),
+              dz = rt_view_rows(&w->dz, b);
     int rc = 0;
     double t0 = ps_now_s();
     for (int64_t k = 0; k <= K && !rc; k++) {
@@ -1107,12 +1080,6 @@ int pj_save(const char *path, const pj_model *m, ps_err *e)
     return rc;
 }
 
-static double jnum(json_t *o, const char *k)
-{
-    json_t *v = json_object_get(o, k);
-    return v && json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 int pj_load(const char *path, pj_model *m, ps_err *e)
 {
     char *meta = NULL;
@@ -1136,18 +1103,18 @@ int pj_load(const char *path, pj_model *m, ps_err *e)
     }
     pj_report *r = &m->rep;
     r->params = rt_params_numel(m->net.params, m->net.nparams);
-    r->loss_first = jnum(j, "loss_first");
-    r->loss_last = jnum(j, "loss_last");
-    r->lz_first = jnum(j, "lz_first");
-    r->lz_last = jnum(j, "lz_last");
-    r->lx_first = jnum(j, "lx_first");
-    r->lx_last = jnum(j, "lx_last");
-    r->lr_first = jnum(j, "lr_first");
-    r->lr_last = jnum(j, "lr_last");
-    r->heldout_lz = jnum(j, "heldout_lz");
-    r->heldout_lz_init = jnum(j, "heldout_lz_init");
-    r->train_s = jnum(j, "train_s");
-    r->steps = (int64_t)jnum(j, "steps");
+    r->loss_first = ps_json_num_or_nan(j, "loss_first");
+    r->loss_last = ps_json_num_or_nan(j, "loss_last");
+    r->lz_first = ps_json_num_or_nan(j, "lz_first");
+    r->lz_last = ps_json_num_or_nan(j, "lz_last");
+    r->lx_first = ps_json_num_or_nan(j, "lx_first");
+    r->lx_last = ps_json_num_or_nan(j, "lx_last");
+    r->lr_first = ps_json_num_or_nan(j, "lr_first");
+    r->lr_last = ps_json_num_or_nan(j, "lr_last");
+    r->heldout_lz = ps_json_num_or_nan(j, "heldout_lz");
+    r->heldout_lz_init = ps_json_num_or_nan(j, "heldout_lz_init");
+    r->train_s = ps_json_num_or_nan(j, "train_s");
+    r->steps = (int64_t)ps_json_num_or_nan(j, "steps");
     json_decref(j);
     return 0;
 }

@@ -86,6 +86,12 @@ void rt_tensor_free(rt_tensor *t);
 int rt_tensor_reshape(rt_tensor *view, const rt_tensor *t, int ndim, const int64_t *shape,
                       ps_err *e);
 int rt_tensor_rows(rt_tensor *view, const rt_tensor *t, int64_t r0, int64_t rows, ps_err *e);
+/* The same views by value, for shapes the caller has already checked: the
+ * first n rows, or [a, b] / [a, b, c, d] with the same numel.  A zeroed
+ * tensor (numel 0, which every layer rejects) if the shape does not fit. */
+rt_tensor rt_view_rows(const rt_tensor *t, int64_t n);
+rt_tensor rt_view2(const rt_tensor *t, int64_t a, int64_t b);
+rt_tensor rt_view4(const rt_tensor *t, int64_t a, int64_t b, int64_t c, int64_t d);
 size_t rt_tensor_bytes(const rt_tensor *t);
 /* "[32, 1, 28, 28] f32 cpu" into buf. */
 const char *rt_tensor_desc(const rt_tensor *t, char *buf, size_t n);

@@ -117,50 +117,34 @@ int sm_config_check(const sm_config *c, ps_err *e)
     return 0;
 }
 
-static uint64_t fnv_u64(uint64_t h, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        h ^= (v >> (8 * i)) & 0xff;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 static uint64_t fnv_gpt(uint64_t h, const gpt_config *g)
 {
-    h = fnv_u64(h, (uint64_t)g->vocab);
-    h = fnv_u64(h, (uint64_t)g->ctx);
-    h = fnv_u64(h, (uint64_t)g->dim);
-    h = fnv_u64(h, (uint64_t)g->heads);
-    h = fnv_u64(h, (uint64_t)g->layers);
-    return fnv_u64(h, (uint64_t)g->tied);
-}
-
-static uint64_t dbl_bits(double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return u;
+    h = ps_fnv1a_u64(h, (uint64_t)g->vocab);
+    h = ps_fnv1a_u64(h, (uint64_t)g->ctx);
+    h = ps_fnv1a_u64(h, (uint64_t)g->dim);
+    h = ps_fnv1a_u64(h, (uint64_t)g->heads);
+    h = ps_fnv1a_u64(h, (uint64_t)g->layers);
+    return ps_fnv1a_u64(h, (uint64_t)g->tied);
 }
 
 uint64_t sm_config_hash(const sm_config *c)
 {
-    uint64_t h = 1469598103934665603ULL;
-    h = fnv_u64(h, SM_FORMAT_VERSION);
+    uint64_t h = PS_FNV1A_OFFSET;
+    h = ps_fnv1a_u64(h, SM_FORMAT_VERSION);
     h = fnv_gpt(h, &c->llm);
     h = fnv_gpt(h, &c->ssm);
-    h = fnv_u64(h, (uint64_t)c->nssm);
-    h = fnv_u64(h, (uint64_t)c->llm_steps);
-    h = fnv_u64(h, (uint64_t)c->ssm_pre_steps);
-    h = fnv_u64(h, (uint64_t)c->ssm_steps);
-    h = fnv_u64(h, (uint64_t)c->B);
-    h = fnv_u64(h, (uint64_t)c->T);
-    h = fnv_u64(h, (uint64_t)c->pool);
-    h = fnv_u64(h, dbl_bits(c->llm_lr));
-    h = fnv_u64(h, dbl_bits(c->ssm_lr));
-    h = fnv_u64(h, (uint64_t)c->eval_batches);
-    h = fnv_u64(h, c->seed);
-    return fnv_u64(h, (uint64_t)c->boost);
+    h = ps_fnv1a_u64(h, (uint64_t)c->nssm);
+    h = ps_fnv1a_u64(h, (uint64_t)c->llm_steps);
+    h = ps_fnv1a_u64(h, (uint64_t)c->ssm_pre_steps);
+    h = ps_fnv1a_u64(h, (uint64_t)c->ssm_steps);
+    h = ps_fnv1a_u64(h, (uint64_t)c->B);
+    h = ps_fnv1a_u64(h, (uint64_t)c->T);
+    h = ps_fnv1a_u64(h, (uint64_t)c->pool);
+    h = ps_fnv1a_u64(h, ps_double_bits(c->llm_lr));
+    h = ps_fnv1a_u64(h, ps_double_bits(c->ssm_lr));
+    h = ps_fnv1a_u64(h, (uint64_t)c->eval_batches);
+    h = ps_fnv1a_u64(h, c->seed);
+    return ps_fnv1a_u64(h, (uint64_t)c->boost);
 }
 
 static json_t *gpt_config_json(const gpt_config *g)
@@ -544,13 +528,10 @@ void sm_cache_path(const char *dir, const sm_config *cfg, int which, char *buf, 
 /* A fingerprint of the corpus (FNV-1a over both splits' sizes and bytes). */
 static uint64_t corpus_hash(const text_corpus *c)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = PS_FNV1A_OFFSET;
     for (int s = 0; s < 2; s++) {
-        h = fnv_u64(h, (uint64_t)c->n[s]);
-        for (size_t i = 0; i < c->n[s]; i++) {
-            h ^= c->data[s][i];
-            h *= 1099511628211ULL;
-        }
+        h = ps_fnv1a_u64(h, (uint64_t)c->n[s]);
+        h = ps_fnv1a(h, c->data[s], c->n[s]);
     }
     return h;
 }

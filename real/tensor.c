@@ -919,3 +919,29 @@ int rt_opt_step(rt_opt *o, rt_param *ps, int n, ps_err *e)
     }
     return 0;
 }
+
+rt_tensor rt_view_rows(const rt_tensor *t, int64_t n)
+{
+    rt_tensor v;
+    if (rt_tensor_rows(&v, t, 0, n, NULL))
+        memset(&v, 0, sizeof v);
+    return v;
+}
+
+rt_tensor rt_view2(const rt_tensor *t, int64_t a, int64_t b)
+{
+    rt_tensor v;
+    int64_t s[2] = {a, b};
+    if (rt_tensor_reshape(&v, t, 2, s, NULL))
+        memset(&v, 0, sizeof v);
+    return v;
+}
+
+rt_tensor rt_view4(const rt_tensor *t, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    rt_tensor v;
+    int64_t s[4] = {a, b, c, d};
+    if (rt_tensor_reshape(&v, t, 4, s, NULL))
+        memset(&v, 0, sizeof v);
+    return v;
+}

@@ -94,6 +94,25 @@ static hid_t create_file(const char *name, char *path, size_t n)
     return f;
 }
 
+/* common/util's FNV-1a-64 against the published test vectors (the same
+ * function as the weight files' checksum) */
+static void test_fnv1a(void **state)
+{
+    (void)state;
+    assert_true(ps_fnv1a_str(PS_FNV1A_OFFSET, "") == 0xcbf29ce484222325ULL);
+    assert_true(ps_fnv1a_str(PS_FNV1A_OFFSET, "a") == 0xaf63dc4c8601ec8cULL);
+    assert_true(ps_fnv1a_str(PS_FNV1A_OFFSET, "foobar") == 0x85944171f73967e8ULL);
+    assert_true(ps_fnv1a(PS_FNV1A_OFFSET, "foobar", 6) == 0x85944171f73967e8ULL);
+    /* a u64 is its eight bytes, least significant first */
+    const unsigned char le[8] = {0x66, 0x6f, 0x6f, 0x62, 0x61, 0x72, 0, 0};
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | le[i];
+    assert_true(ps_fnv1a_u64(PS_FNV1A_OFFSET, v) == ps_fnv1a(PS_FNV1A_OFFSET, le, 8));
+    assert_true(ps_double_bits(1.0) == 0x3ff0000000000000ULL);
+    assert_true(ps_double_bits(-0.0) == 0x8000000000000000ULL);
+}
+
 static void test_table_roundtrip(void **state)
 {
     (void)state;
@@ -519,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_append_chunks),   cmocka_unit_test(test_attributes),
         cmocka_unit_test(test_walk),            cmocka_unit_test(test_partial_protocol),
         cmocka_unit_test(test_damaged_files),   cmocka_unit_test(test_h5dump_reads),
+        cmocka_unit_test(test_fnv1a),
     };
     return cmocka_run_group_tests_name("h5io", tests, setup, teardown);
 }

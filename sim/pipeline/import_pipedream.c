@@ -45,19 +45,11 @@ typedef struct pd_graph {
     size_t hcap;
 } pd_graph;
 
-static uint64_t hstr(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static int find_id(const pd_graph *g, const char *id)
 {
     if (!g->hcap)
         return -1;
-    size_t i = hstr(id) & (g->hcap - 1);
+    size_t i = ps_fnv1a_str(PS_FNV1A_OFFSET, id) & (g->hcap - 1);
     while (g->hash[i] >= 0) {
         if (!strcmp(g->nodes[g->hash[i]].id, id))
             return g->hash[i];
@@ -81,13 +73,13 @@ static int hash_put(pd_graph *g, int idx, ps_err *e)
         g->hash = h;
         g->hcap = nc;
         for (int k = 0; k < idx; k++) {
-            size_t i = hstr(g->nodes[k].id) & (nc - 1);
+            size_t i = ps_fnv1a_str(PS_FNV1A_OFFSET, g->nodes[k].id) & (nc - 1);
             while (h[i] >= 0)
                 i = (i + 1) & (nc - 1);
             h[i] = k;
         }
     }
-    size_t i = hstr(g->nodes[idx].id) & (g->hcap - 1);
+    size_t i = ps_fnv1a_str(PS_FNV1A_OFFSET, g->nodes[idx].id) & (g->hcap - 1);
     while (g->hash[i] >= 0)
         i = (i + 1) & (g->hcap - 1);
     g->hash[i] = idx;

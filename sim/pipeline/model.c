@@ -44,14 +44,6 @@ static int nomem(ps_err *e)
     return ps_errf(e, PS_ERUN, "model: out of host memory");
 }
 
-static uint64_t fnv(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static int hash_rebuild(pp_model *m)
 {
     size_t cap = 16;
@@ -63,7 +55,7 @@ static int hash_rebuild(pp_model *m)
     for (size_t i = 0; i < cap; i++)
         h[i] = -1;
     for (int i = 0; i < m->nops; i++) {
-        size_t k = fnv(m->ops[i].id) & (cap - 1);
+        size_t k = ps_fnv1a_str(PS_FNV1A_OFFSET, m->ops[i].id) & (cap - 1);
         while (h[k] >= 0)
             k = (k + 1) & (cap - 1);
         h[k] = i;
@@ -78,7 +70,7 @@ int pp_model_find(const pp_model *m, const char *id)
 {
     if (!m->hash || !id)
         return -1;
-    size_t k = fnv(id) & (m->hcap - 1);
+    size_t k = ps_fnv1a_str(PS_FNV1A_OFFSET, id) & (m->hcap - 1);
     while (m->hash[k] >= 0) {
         if (strcmp(m->ops[m->hash[k]].id, id) == 0)
             return m->hash[k];
@@ -91,7 +83,7 @@ static int hash_insert(pp_model *m, int idx)
 {
     if ((size_t)(m->nops * 2 + 2) > m->hcap)
         return hash_rebuild(m);
-    size_t k = fnv(m->ops[idx].id) & (m->hcap - 1);
+    size_t k = ps_fnv1a_str(PS_FNV1A_OFFSET, m->ops[idx].id) & (m->hcap - 1);
     while (m->hash[k] >= 0)
         k = (k + 1) & (m->hcap - 1);
     m->hash[k] = idx;
