@@ -18,18 +18,6 @@
 #include "real/rt_internal.h"
 
 #define RT_IO_VERSION 1u
-#define FNV_OFF 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= FNV_PRIME;
-    }
-    return h;
-}
 
 /* ------------------------------------------------------------------ save */
 
@@ -43,7 +31,7 @@ static void put(wr *w, const void *p, size_t n)
 {
     if (w->bad || !n)
         return;
-    w->h = fnv(w->h, p, n);
+    w->h = ps_fnv1a(w->h, p, n);
     if (fwrite(p, 1, n, w->f) != n)
         w->bad = 1;
 }
@@ -98,7 +86,7 @@ int rt_save(const char *path, const rt_param *ps, int n, const char *meta, ps_er
     void *host = maxb ? malloc(maxb) : NULL;
     if (maxb && !host)
         return ps_errf(e, PS_EINPUT, "%s: out of memory", path);
-    wr w = {fopen(tmp, "wb"), FNV_OFF, 0};
+    wr w = {fopen(tmp, "wb"), PS_FNV1A_OFFSET, 0};
     if (!w.f) {
         free(host);
         return ps_errf(e, PS_EINPUT, "%s: cannot create: %s", tmp, strerror(errno));
@@ -298,7 +286,7 @@ int rt_load(const char *path, rt_param *ps, int n, char **meta_out, ps_err *e)
     uint64_t stored = 0;
     for (int i = 7; i >= 0; i--)
         stored = stored << 8 | buf[len - 8 + (size_t)i];
-    const int sum_ok = stored == fnv(FNV_OFF, buf, len - 8);
+    const int sum_ok = stored == ps_fnv1a(PS_FNV1A_OFFSET, buf, len - 8);
     uint32_t version = 0, meta_len = 0, count = 0;
     const char *meta = NULL;
     const int parsed = parse(&r, &version, &meta, &meta_len, &recs, &count, why, sizeof why) == 0;
