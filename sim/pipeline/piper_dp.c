@@ -757,7 +757,7 @@ static void scratch_free(lit_scratch *ws)
 /* ------------------------------------------------------------ ideals */
 
 typedef struct pid {
-    size_t n, cap, words, ewords;
+    size_t n, words, ewords;
     pp_word *bits;
     int *size;
     int *sub_off, *sub; /* immediate sub-ideals (CSR) */
@@ -787,105 +787,27 @@ static void pid_free(pid *p)
     memset(p, 0, sizeof *p);
 }
 
-static int pid_push(pid *p, const pp_word *b, int size)
-{
-    if (p->n == p->cap) {
-        size_t nc = p->cap ? p->cap * 2 : 256;
-        pp_word *nb = realloc(p->bits, nc * p->words * sizeof *nb);
-        if (nb)
-            p->bits = nb;
-        int *ns = realloc(p->size, nc * sizeof *ns);
-        if (ns)
-            p->size = ns;
-        if (!nb || !ns)
-            return -1;
-        p->cap = nc;
-    }
-    memcpy(p->bits + p->n * p->words, b, p->words * sizeof *b);
-    p->size[p->n++] = size;
-    return 0;
-}
-
-/* BFS from the empty set (so ideals come sorted by size); *over when more
- * than limit. */
+/* The ideals of the instance's graph (pp_ideals_enum) into p. */
 static int enum_ideals(const pp_piper_inst *in, long limit, pid *p, int *over, ps_err *e)
 {
-    size_t w = p->words;
-    pp_bitset_set h = {0};
-    pp_word *nb = calloc(w, sizeof *nb);
-    int rc = 0;
-    *over = 0;
-    if (!nb)
+    /* successor / predecessor ops from the edge lists */
+    int *succ = malloc(((size_t)in->m + 1) * sizeof *succ);
+    int *pred = malloc(((size_t)in->m + 1) * sizeof *pred);
+    if (!succ || !pred) {
+        free(succ);
+        free(pred);
         return ps_errf(e, PS_ERUN, "piper: out of memory");
-    if (pid_push(p, nb, 0) || (rc = pp_bitset_set_insert(&h, p->bits, w, 0, "piper", e))) {
-        rc = rc ? rc : ps_errf(e, PS_ERUN, "piper: out of memory");
-        goto done;
     }
-    for (size_t cur = 0; cur < p->n; cur++) {
-        for (int v = 0; v < in->n; v++) {
-            const pp_word *I = p->bits + cur * w;
-            if (pp_bit_get(I, v))
-                continue;
-            int ok = 1;
-            for (int a = in->out_off[v]; a < in->out_off[v + 1] && ok; a++)
-                ok = pp_bit_get(I, in->edst[in->out_e[a]]);
-            if (!ok)
-                continue;
-            memcpy(nb, I, w * sizeof *nb);
-            pp_bit_set(nb, v);
-            if (pp_bitset_set_find(&h, p->bits, w, nb) >= 0)
-                continue;
-            if ((long)p->n >= limit) {
-                *over = 1;
-                goto done;
-            }
-            if (pid_push(p, nb, p->size[cur] + 1)) {
-                rc = ps_errf(e, PS_ERUN, "piper: out of memory (ideals)");
-                goto done;
-            }
-            if ((rc = pp_bitset_set_insert(&h, p->bits, w, (int)p->n - 1, "piper", e)))
-                goto done;
-        }
+    for (int a = 0; a < in->m; a++) {
+        succ[a] = in->edst[in->out_e[a]];
+        pred[a] = in->esrc[in->in_e[a]];
     }
-    p->sub_off = calloc(p->n + 1, sizeof(int));
-    size_t cap = p->n * 2 + 16, cnt = 0;
-    p->sub = malloc(cap * sizeof(int));
-    if (!p->sub_off || !p->sub) {
-        rc = ps_errf(e, PS_ERUN, "piper: out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < p->n; i++) {
-        p->sub_off[i] = (int)cnt;
-        const pp_word *I = p->bits + i * w;
-        for (int v = 0; v < in->n; v++) {
-            if (!pp_bit_get(I, v))
-                continue;
-            int minimal = 1; /* no predecessor inside: I - v stays closed */
-            for (int a = in->in_off[v]; a < in->in_off[v + 1] && minimal; a++)
-                minimal = !pp_bit_get(I, in->esrc[in->in_e[a]]);
-            if (!minimal)
-                continue;
-            memcpy(nb, I, w * sizeof *nb);
-            pp_bit_clr(nb, v);
-            int j = pp_bitset_set_find(&h, p->bits, w, nb);
-            if (j < 0)
-                continue;
-            if (cnt == cap) {
-                cap *= 2;
-                int *ns = realloc(p->sub, cap * sizeof *ns);
-                if (!ns) {
-                    rc = ps_errf(e, PS_ERUN, "piper: out of memory");
-                    goto done;
-                }
-                p->sub = ns;
-            }
-            p->sub[cnt++] = j;
-        }
-    }
-    p->sub_off[p->n] = (int)cnt;
-done:
-    free(nb);
-    pp_bitset_set_free(&h);
+    pp_ideals id;
+    int rc = pp_ideals_enum(in->n, in->out_off, succ, in->in_off, pred, limit, &id, over, e);
+    free(succ);
+    free(pred);
+    p->n = id.n, p->words = id.words, p->bits = id.bits, p->size = id.size; /* pid_free owns */
+    p->sub_off = id.sub_off, p->sub = id.sub;
     return rc;
 }
 
@@ -1107,7 +1029,6 @@ int pp_piper_solve(const pp_piper_inst *in, const pp_piper_opts *o, pp_piper_res
     if (o->max_tensor > 0 && o->max_tensor < tmaxu)
         tmaxu = o->max_tensor;
     pid p = {0};
-    p.words = PP_BITS_WORDS(in->n);
     p.ewords = PP_BITS_WORDS(in->m) ? PP_BITS_WORDS(in->m) : 1;
     sctx c = {.in = in, .po = &po, .p = &p, .literal = o->literal, .lastI = -1};
     double *dp = NULL, *knap = NULL, *rowmax = NULL, *tpss = NULL, *sufmax = NULL;

@@ -32,6 +32,23 @@ int pp_bitset_set_insert(pp_bitset_set *h, const pp_word *all, size_t words, int
                          const char *who, ps_err *e);
 void pp_bitset_set_free(pp_bitset_set *h);
 
+/* ---- ideals (the Piper DPs: planner_piper.c, piper_dp.c; ideals.c) ---- */
+/* The successor-closed op sets of a DAG of nv ops given as CSR adjacency
+ * (succ[succ_off[v] .. succ_off[v+1]) the ops after v, pred likewise),
+ * grown by BFS from the empty set, so they come sorted by size; with their
+ * immediate sub-ideals I - v (v in I with no predecessor in I) as CSR.
+ * *over = 1, and no sub-ideals, when there are more than `limit`.  p is
+ * overwritten; pp_ideals_free releases it in every case. */
+typedef struct pp_ideals {
+    size_t n, words;
+    pp_word *bits; /* n bitsets of `words` words */
+    int *size;     /* ops in each */
+    int *sub_off, *sub;
+} pp_ideals;
+int pp_ideals_enum(int nv, const int *succ_off, const int *succ, const int *pred_off,
+                   const int *pred, long limit, pp_ideals *p, int *over, ps_err *e);
+void pp_ideals_free(pp_ideals *p);
+
 typedef struct pp_times_entry {
     int q;
     double *fwd, *bwd;

@@ -35,7 +35,7 @@
 #define PINF 1e30
 
 typedef struct pideals {
-    size_t n, cap, words;
+    size_t n, words;
     pp_word *bits;
     int *size;
     double *comp, *par, *act;
@@ -55,108 +55,6 @@ static void pideals_free(pideals *p)
     memset(p, 0, sizeof *p);
 }
 
-
-static int pi_push(pideals *p, const pp_word *b, int size, ps_err *e)
-{
-    if (p->n == p->cap) {
-        size_t nc = p->cap ? p->cap * 2 : 256;
-        pp_word *nb = realloc(p->bits, nc * p->words * sizeof *nb);
-        int *ns = realloc(p->size, nc * sizeof *ns);
-        if (nb)
-            p->bits = nb;
-        if (ns)
-            p->size = ns;
-        if (!nb || !ns)
-            return ps_errf(e, PS_ERUN, "piper: out of memory (ideals)");
-        p->cap = nc;
-    }
-    memcpy(p->bits + p->n * p->words, b, p->words * sizeof *b);
-    p->size[p->n] = size;
-    p->n++;
-    return 0;
-}
-
-/* Enumerate ideals (BFS from the empty set).  *over = 1 past the limit. */
-static int enum_ideals(pp_pgraph *g, long limit, pideals *p, int *over, ps_err *e)
-{
-    size_t w = g->words;
-    pp_bitset_set h = {0};
-    pp_word *nb = calloc(w, sizeof *nb);
-    int rc = 0;
-    *over = 0;
-    if (!nb)
-        return ps_errf(e, PS_ERUN, "piper: out of memory");
-    if ((rc = pi_push(p, nb, 0, e)) || (rc = pp_bitset_set_insert(&h, p->bits, p->words, 0, "piper", e)))
-        goto done;
-    for (size_t cur = 0; cur < p->n; cur++) {
-        for (int v = 0; v < g->n; v++) {
-            const pp_word *I = p->bits + cur * w;
-            if (pp_bit_get(I, v))
-                continue;
-            int ok = 1;
-            for (int k = g->succ_off[v]; k < g->succ_off[v + 1] && ok; k++)
-                ok = pp_bit_get(I, g->succ[k]);
-            if (!ok)
-                continue;
-            memcpy(nb, I, w * sizeof *nb);
-            pp_bit_set(nb, v);
-            if (pp_bitset_set_find(&h, p->bits, p->words, nb) >= 0)
-                continue;
-            if ((long)p->n >= limit) {
-                *over = 1;
-                goto done;
-            }
-            int sz = p->size[cur] + 1;
-            if ((rc = pi_push(p, nb, sz, e)) || (rc = pp_bitset_set_insert(&h, p->bits, p->words, (int)p->n - 1, "piper", e)))
-                goto done;
-        }
-    }
-    /* immediate sub-ideals: I - v for v in I with no predecessor in I */
-    p->sub_off = calloc(p->n + 1, sizeof(int));
-    if (!p->sub_off) {
-        rc = ps_errf(e, PS_ERUN, "piper: out of memory");
-        goto done;
-    }
-    size_t cap = p->n * 2 + 16, cnt = 0;
-    p->sub = malloc(cap * sizeof(int));
-    if (!p->sub) {
-        rc = ps_errf(e, PS_ERUN, "piper: out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < p->n; i++) {
-        p->sub_off[i] = (int)cnt;
-        const pp_word *I = p->bits + i * w;
-        for (int v = 0; v < g->n; v++) {
-            if (!pp_bit_get(I, v))
-                continue;
-            int minimal = 1;
-            for (int k = g->pred_off[v]; k < g->pred_off[v + 1] && minimal; k++)
-                minimal = !pp_bit_get(I, g->pred[k]);
-            if (!minimal)
-                continue;
-            memcpy(nb, I, w * sizeof *nb);
-            pp_bit_clr(nb, v);
-            int j = pp_bitset_set_find(&h, p->bits, p->words, nb);
-            if (j < 0)
-                continue; /* cannot happen: I - v is successor-closed */
-            if (cnt == cap) {
-                cap *= 2;
-                int *ns = realloc(p->sub, cap * sizeof *ns);
-                if (!ns) {
-                    rc = ps_errf(e, PS_ERUN, "piper: out of memory");
-                    goto done;
-                }
-                p->sub = ns;
-            }
-            p->sub[cnt++] = j;
-        }
-    }
-    p->sub_off[p->n] = (int)cnt;
-done:
-    free(nb);
-    pp_bitset_set_free(&h);
-    return rc;
-}
 
 typedef struct pctx {
     pp_pgraph *g;
@@ -219,9 +117,12 @@ int pp_plan_piper_b(pp_pgraph *g, const pp_pcluster *pc, const pp_popts *o, int 
     long maxi = o->piper_max_ideals > 0 ? o->piper_max_ideals : 40000;
     long long maxpairs = o->piper_max_pairs > 0 ? o->piper_max_pairs : 50000000LL;
     pideals p = {0};
-    p.words = g->words;
     int over = 0;
-    if ((rc = enum_ideals(g, maxi, &p, &over, e))) {
+    pp_ideals id;
+    rc = pp_ideals_enum(g->n, g->succ_off, g->succ, g->pred_off, g->pred, maxi, &id, &over, e);
+    p.n = id.n, p.words = id.words, p.bits = id.bits, p.size = id.size; /* pideals_free owns */
+    p.sub_off = id.sub_off, p.sub = id.sub;
+    if (rc) {
         pideals_free(&p);
         return rc;
     }
